@@ -1,0 +1,57 @@
+"""Celery glue: correlation ids into tasks, and no span lost when a pool child exits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry import trace
+
+from crm_otel._context import CELERY_HEADER, correlation_id_var, safe_correlation_id
+from crm_otel._providers import flush_all
+from semconv import attributes
+
+_tokens: dict[str, Any] = {}
+
+
+def install() -> None:
+    """Connect crm-otel's handlers to Celery's signals (after the OTel instrumentation's)."""
+    from celery import signals
+
+    signals.before_task_publish.connect(_carry_correlation_id, weak=False)
+    signals.task_prerun.connect(_bind_correlation_id, weak=False)
+    signals.task_postrun.connect(_unbind_correlation_id, weak=False)
+    # A prefork child leaves through os._exit (max_tasks_per_child, pool shrink): atexit
+    # hooks never run there, so buffered spans would be lost without this flush.
+    signals.worker_process_shutdown.connect(_flush, weak=False)
+    signals.worker_shutdown.connect(_flush, weak=False)
+
+
+def _carry_correlation_id(headers: dict[str, Any] | None = None, **_: Any) -> None:
+    correlation_id = correlation_id_var.get()
+    if headers is not None and correlation_id is not None:
+        headers[CELERY_HEADER] = correlation_id
+
+
+def _bind_correlation_id(task_id: str | None = None, task: Any = None, **_: Any) -> None:
+    request = getattr(task, "request", None)
+    received = getattr(request, CELERY_HEADER, None)
+    if isinstance(received, str):
+        correlation_id = safe_correlation_id(received)
+    else:  # an eager task runs inline, inside the request that sent it
+        correlation_id = correlation_id_var.get() or safe_correlation_id(None)
+    trace.get_current_span().set_attribute(attributes.CORRELATION_ID, correlation_id)
+    if task_id is not None:
+        _tokens[task_id] = correlation_id_var.set(correlation_id)
+
+
+def _unbind_correlation_id(task_id: str | None = None, **_: Any) -> None:
+    token = _tokens.pop(task_id, None) if task_id is not None else None
+    if token is not None:
+        try:
+            correlation_id_var.reset(token)
+        except ValueError:  # set in another context (eager tasks run inline)
+            correlation_id_var.set(None)
+
+
+def _flush(**_: Any) -> None:
+    flush_all()

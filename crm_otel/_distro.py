@@ -1,0 +1,63 @@
+"""The distro: defaults for the CRM, and per-library options for each instrumentation."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import MutableMapping
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.instrumentation.distro import BaseDistro
+from opentelemetry.util._importlib_metadata import EntryPoint
+
+from crm_otel._settings import Settings
+
+DEFAULTS: dict[str, str] = {
+    "OTEL_TRACES_EXPORTER": "otlp",
+    # Prometheus text on /metrics is crm-otel's own; OTLP metrics and logs are opt-in.
+    "OTEL_METRICS_EXPORTER": "none",
+    "OTEL_LOGS_EXPORTER": "none",
+    # Jaeger's OTLP/HTTP port is the default endpoint of the http/protobuf exporter.
+    "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+}
+"""`OTEL_*` defaults crm-otel sets when the variable is unset."""
+
+SERVICE_NAME = "crm-backend"
+
+
+def apply_defaults(environ: MutableMapping[str, str]) -> None:
+    """Fill in crm-otel's defaults for the standard variables the user left unset."""
+    for name, value in DEFAULTS.items():
+        environ.setdefault(name, value)
+    if "service.name=" not in environ.get("OTEL_RESOURCE_ATTRIBUTES", ""):
+        environ.setdefault("OTEL_SERVICE_NAME", SERVICE_NAME)
+
+
+class CrmOtelDistro(BaseDistro):
+    """Registered as the `opentelemetry_distro` entry point `crm_otel`."""
+
+    def _configure(self, **kwargs: Any) -> None:
+        apply_defaults(os.environ)
+
+    def load_instrumentor(self, entry_point: EntryPoint, **kwargs: Any) -> None:
+        name = entry_point.name
+        settings = Settings.from_env(os.environ)
+        if name == "psycopg2":
+            # Parameter values are personal data: never captured, whatever a default says.
+            kwargs["capture_parameters"] = False
+            kwargs["enable_commenter"] = settings.sqlcommenter
+        elif name == "redis" and not settings.redis_root_spans:
+            from crm_otel._redis import InTraceOnlyTracerProvider
+
+            kwargs["tracer_provider"] = InTraceOnlyTracerProvider(trace.get_tracer_provider())
+        if name == "django":
+            from crm_otel._django import instrument_django
+
+            instrumentor = entry_point.load()()
+            instrument_django(lambda: instrumentor.instrument(**kwargs))
+            return
+        super().load_instrumentor(entry_point, **kwargs)
+        if name == "celery":
+            from crm_otel import _celery
+
+            _celery.install()

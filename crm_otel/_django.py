@@ -1,0 +1,148 @@
+"""Django glue: safe instrumentation, and the middleware that carries the CRM's request context."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from typing import Any
+
+from opentelemetry import trace
+
+from crm_otel._context import (
+    CORRELATION_HEADER,
+    correlation_id_var,
+    request_context_var,
+    safe_correlation_id,
+)
+from crm_otel._log import internal_logger
+from crm_otel._settings import Settings
+from semconv import attributes
+
+CRM_MIDDLEWARE: list[str] = [
+    "crm_otel._django.RequestContextMiddleware",
+]
+"""crm-otel's middleware, inserted in this order right after OpenTelemetry's own (so the
+server span is current while they run)."""
+
+_OTEL_MIDDLEWARE = "opentelemetry.instrumentation.django.middleware.otel_middleware._DjangoMiddleware"
+
+
+def instrument_django(instrument: Callable[[], None]) -> None:
+    """Run `instrument` (DjangoInstrumentor's) only once Django's real settings can load.
+
+    Without `DJANGO_SETTINGS_MODULE` the instrumentor would call `settings.configure()`
+    with empty settings, silently replacing the app's. Instead crm-otel says so loudly
+    and instruments when the app calls `django.setup()` (manage.py, wsgi.py and Celery's
+    Django fixup all do, after setting the variable).
+    """
+    if os.environ.get("DJANGO_SETTINGS_MODULE"):
+        _instrument_with_settings(instrument)
+        return
+    internal_logger.warning(
+        "DJANGO_SETTINGS_MODULE is not set at launch: Django is not instrumented yet and its "
+        "settings are left alone; crm-otel will instrument it when django.setup() runs with "
+        "the variable set (export DJANGO_SETTINGS_MODULE=crm.settings before "
+        "opentelemetry-instrument to be sure)"
+    )
+    import django
+
+    original_setup = django.setup
+
+    @functools.wraps(original_setup)
+    def setup(*args: Any, **kwargs: Any) -> None:
+        django.setup = original_setup
+        if os.environ.get("DJANGO_SETTINGS_MODULE"):
+            _instrument_with_settings(instrument)
+        else:
+            internal_logger.warning(
+                "DJANGO_SETTINGS_MODULE is still not set at django.setup(): Django is not "
+                "instrumented"
+            )
+        original_setup(*args, **kwargs)
+
+    django.setup = setup
+
+
+def _instrument_with_settings(instrument: Callable[[], None]) -> None:
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        middleware = list(settings.MIDDLEWARE)
+    except (ImproperlyConfigured, ImportError) as exc:
+        internal_logger.warning(
+            "DJANGO_SETTINGS_MODULE=%r cannot be loaded (%s): Django is not instrumented",
+            os.environ.get("DJANGO_SETTINGS_MODULE"),
+            exc,
+        )
+        return
+    settings.MIDDLEWARE = middleware
+    instrument()
+    middleware = list(settings.MIDDLEWARE)
+    position = middleware.index(_OTEL_MIDDLEWARE) + 1 if _OTEL_MIDDLEWARE in middleware else 0
+    missing = [path for path in CRM_MIDDLEWARE if path not in middleware]
+    middleware[position:position] = missing
+    settings.MIDDLEWARE = middleware
+
+
+class RequestContextMiddleware:
+    """Sets the correlation id, user id and org id on the server span and in the context.
+
+    The correlation id comes from a safe `X-Correlation-ID` header, else a new UUID4, and
+    is echoed in the response.
+    """
+
+    def __init__(self, get_response: Callable[[Any], Any]) -> None:
+        self.get_response = get_response
+        self._org_path = Settings.from_env(os.environ).org_attribute.split(".")
+
+    def __call__(self, request: Any) -> Any:
+        correlation_id = safe_correlation_id(request.headers.get(CORRELATION_HEADER))
+        meta = request.META
+        context: dict[str, Any] = {
+            "user_id": None,
+            "org_id": None,
+            "method": request.method,
+            "path": None,
+            "remote_addr": meta.get("REMOTE_ADDR"),
+            "user_agent": meta.get("HTTP_USER_AGENT", "")[:512],
+        }
+        trace.get_current_span().set_attribute(attributes.CORRELATION_ID, correlation_id)
+        correlation_token = correlation_id_var.set(correlation_id)
+        context_token = request_context_var.set(context)
+        try:
+            response = self.get_response(request)
+        finally:
+            request_context_var.reset(context_token)
+            correlation_id_var.reset(correlation_token)
+        response[CORRELATION_HEADER] = correlation_id
+        return response
+
+    def process_view(self, request: Any, *_: Any) -> None:
+        """Record the route template and who is asking, once auth middleware has run."""
+        context = request_context_var.get()
+        if context is None:
+            return
+        match = getattr(request, "resolver_match", None)
+        if match is not None and match.route:
+            context["path"] = "/" + match.route.lstrip("^")
+        span = trace.get_current_span()
+        user = getattr(request, "user", None)
+        if user is not None and getattr(user, "is_authenticated", False):
+            context["user_id"] = str(user.pk)
+            span.set_attribute(attributes.USER_ID, context["user_id"])
+        org_id = getattr(request, "crm_org_id", None)
+        if org_id is None and user is not None:
+            org_id = _follow(user, self._org_path)
+        if org_id is not None:
+            context["org_id"] = str(org_id)
+            span.set_attribute(attributes.ORG_ID, context["org_id"])
+
+
+def _follow(obj: Any, path: list[str]) -> Any:
+    for name in path:
+        obj = getattr(obj, name, None)
+        if obj is None:
+            return None
+    return obj

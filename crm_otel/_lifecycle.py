@@ -1,0 +1,29 @@
+"""Flush on SIGTERM for servers that do not handle it themselves (runserver, plain scripts)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from types import FrameType
+
+from crm_otel._providers import flush_all
+
+
+def install_sigterm_flush() -> None:
+    """Flush the providers on SIGTERM, then die of SIGTERM as the process would have.
+
+    Only when SIGTERM still has its default action: gunicorn and Celery install their
+    own handlers later and exit through paths where the SDK's atexit hooks run.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    flush_all()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)

@@ -1,0 +1,87 @@
+"""Keep the Redis instrumentation to commands issued inside a trace."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Link, Span, SpanKind, Tracer, TracerProvider
+from opentelemetry.util.types import Attributes
+
+
+class InTraceOnlyTracerProvider(TracerProvider):
+    """Hands out tracers that start a span only when a span is already current.
+
+    A Celery worker polls its Redis broker (BRPOP, LLEN, EVALSHA, ...) outside any task;
+    traced as-is, every poll is a root trace. Given to the Redis instrumentation, this
+    keeps the commands the app issues inside requests and tasks and drops the polling.
+    """
+
+    def __init__(self, delegate: TracerProvider) -> None:
+        self._delegate = delegate
+
+    def get_tracer(self, *args: Any, **kwargs: Any) -> Tracer:
+        return _InTraceOnlyTracer(self._delegate.get_tracer(*args, **kwargs))
+
+
+class _InTraceOnlyTracer(Tracer):
+    def __init__(self, delegate: Tracer) -> None:
+        self._delegate = delegate
+
+    def start_span(
+        self,
+        name: str,
+        context: Context | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+    ) -> Span:
+        if not trace.get_current_span(context).get_span_context().is_valid:
+            return trace.INVALID_SPAN
+        return self._delegate.start_span(
+            name,
+            context,
+            kind,
+            attributes,
+            links,
+            start_time,
+            record_exception,
+            set_status_on_exception,
+        )
+
+    @contextmanager
+    def start_as_current_span(  # type: ignore[override]
+        self,
+        name: str,
+        context: Context | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+        end_on_exit: bool = True,
+    ) -> Iterator[Span]:
+        span = self.start_span(
+            name,
+            context,
+            kind,
+            attributes,
+            links,
+            start_time,
+            record_exception,
+            set_status_on_exception,
+        )
+        with trace.use_span(
+            span,
+            end_on_exit=end_on_exit,
+            record_exception=record_exception,
+            set_status_on_exception=set_status_on_exception,
+        ) as current:
+            yield current

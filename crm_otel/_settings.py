@@ -1,0 +1,117 @@
+"""crm-otel's core settings, read from the environment."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from crm_otel._env import EnvReader, define
+from sampling import SamplingPolicy
+from semconv.attributes import Environment
+
+CRM_OTEL_ENVIRONMENT = define(
+    "CRM_OTEL_ENVIRONMENT",
+    "production",
+    "`production`, `staging` or `development`; becomes `deployment.environment.name` "
+    "and picks the sampling defaults (development keeps every trace).",
+)
+CRM_OTEL_SAMPLING_RATIO = define(
+    "CRM_OTEL_SAMPLING_RATIO",
+    "0.1",
+    "Share of successful, fast traces kept, 0.0 to 1.0 (1.0 when unset in development).",
+)
+CRM_OTEL_SLOW_THRESHOLD_MS = define(
+    "CRM_OTEL_SLOW_THRESHOLD_MS",
+    "2000",
+    "A trace whose local root lasts at least this many milliseconds is kept.",
+)
+CRM_OTEL_KEEP_ERRORS = define(
+    "CRM_OTEL_KEEP_ERRORS", "true", "Keep every trace that has an error."
+)
+CRM_OTEL_SAMPLING_MAX_BUFFERED_SPANS = define(
+    "CRM_OTEL_SAMPLING_MAX_BUFFERED_SPANS",
+    "20000",
+    "Spans held across all undecided traces; at the cap the oldest traces are decided early.",
+)
+CRM_OTEL_SAMPLING_MAX_SPANS_PER_TRACE = define(
+    "CRM_OTEL_SAMPLING_MAX_SPANS_PER_TRACE",
+    "1000",
+    "Spans held for one undecided trace; at the cap that trace is decided early.",
+)
+CRM_OTEL_SAMPLING_MAX_TRACE_AGE_MS = define(
+    "CRM_OTEL_SAMPLING_MAX_TRACE_AGE_MS",
+    "30000",
+    "Age in milliseconds at which an undecided trace is decided with the spans it has.",
+)
+CRM_OTEL_SAMPLING_ROOT_GRACE_MS = define(
+    "CRM_OTEL_SAMPLING_ROOT_GRACE_MS",
+    "50",
+    "After the local root ends, milliseconds its open children get before the decision.",
+)
+CRM_OTEL_SAMPLING_DECISION_CACHE_SIZE = define(
+    "CRM_OTEL_SAMPLING_DECISION_CACHE_SIZE",
+    "10000",
+    "Decided traces remembered so that spans ending late follow their trace's decision.",
+)
+CRM_OTEL_SAMPLING_EXPORT_QUEUE_SIZE = define(
+    "CRM_OTEL_SAMPLING_EXPORT_QUEUE_SIZE",
+    "8192",
+    "Kept spans waiting for the exporter; spans beyond it are dropped and counted.",
+)
+CRM_OTEL_SQLCOMMENTER = define(
+    "CRM_OTEL_SQLCOMMENTER",
+    "false",
+    "Append sqlcommenter comments (trace context) to SQL sent by psycopg2.",
+)
+CRM_OTEL_REDIS_ROOT_SPANS = define(
+    "CRM_OTEL_REDIS_ROOT_SPANS",
+    "false",
+    "Trace Redis commands issued outside any trace (a Celery worker's broker polling).",
+)
+CRM_OTEL_ORG_ATTRIBUTE = define(
+    "CRM_OTEL_ORG_ATTRIBUTE",
+    "org_id",
+    "Dotted attribute path from `request.user` to the org id (e.g. `profile.org_id`); "
+    "a request attribute `crm_org_id` set by the app wins.",
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The effective core configuration."""
+
+    environment: str
+    sampling: SamplingPolicy
+    sqlcommenter: bool
+    redis_root_spans: bool
+    org_attribute: str
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], *, reader: EnvReader | None = None) -> Settings:
+        """Build the settings from `environ`; bad values fall back to their defaults."""
+        env = reader or EnvReader(environ)
+        environment = env.choice(CRM_OTEL_ENVIRONMENT, tuple(e.value for e in Environment))
+        development = environment == Environment.DEVELOPMENT.value
+        ratio = env.number(CRM_OTEL_SAMPLING_RATIO, 0.0, 1.0)
+        if development and env.raw(CRM_OTEL_SAMPLING_RATIO) is None:
+            ratio = 1.0
+        policy = SamplingPolicy(
+            ratio=ratio,
+            slow_threshold_ms=env.number(CRM_OTEL_SLOW_THRESHOLD_MS, 0.0),
+            keep_errors=env.boolean(CRM_OTEL_KEEP_ERRORS),
+            keep_all=development,
+            max_buffered_spans=env.integer(CRM_OTEL_SAMPLING_MAX_BUFFERED_SPANS, 1),
+            max_spans_per_trace=env.integer(CRM_OTEL_SAMPLING_MAX_SPANS_PER_TRACE, 1),
+            max_trace_age_ms=env.number(CRM_OTEL_SAMPLING_MAX_TRACE_AGE_MS, 1.0),
+            root_grace_ms=env.number(CRM_OTEL_SAMPLING_ROOT_GRACE_MS, 0.0, 60_000.0),
+            decision_cache_size=env.integer(CRM_OTEL_SAMPLING_DECISION_CACHE_SIZE, 1),
+            export_queue_size=env.integer(CRM_OTEL_SAMPLING_EXPORT_QUEUE_SIZE, 1),
+        )
+        org_attribute = env.text(CRM_OTEL_ORG_ATTRIBUTE)
+        return cls(
+            environment=environment,
+            sampling=policy,
+            sqlcommenter=env.boolean(CRM_OTEL_SQLCOMMENTER),
+            redis_root_spans=env.boolean(CRM_OTEL_REDIS_ROOT_SPANS),
+            org_attribute=org_attribute,
+        )

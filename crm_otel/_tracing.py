@@ -1,0 +1,32 @@
+"""The design's span helper for application code."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+from opentelemetry import trace
+from opentelemetry.util.types import AttributeValue
+
+from crm_otel._version import __version__
+
+_tracer = trace.get_tracer("crm_otel", __version__)
+
+
+class TracingInstrumentation:
+    """Spans for application code, as the CRM's design document writes them."""
+
+    @staticmethod
+    @contextmanager
+    def create_span(
+        name: str, attributes: Mapping[str, AttributeValue] | None = None
+    ) -> Iterator[trace.Span]:
+        """Open a span named `name` as the current span and yield it.
+
+        An exception leaving the block is recorded on the span, sets its status to
+        ERROR, and is re-raised.
+        """
+        with _tracer.start_as_current_span(
+            name, attributes=attributes, record_exception=True, set_status_on_exception=True
+        ) as span:
+            yield span

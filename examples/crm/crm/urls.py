@@ -1,0 +1,14 @@
+from django.urls import path
+
+from leads import views
+
+urlpatterns = [
+    path("healthz", views.healthz),
+    path("api/v1/leads/", views.leads),
+    path("api/v1/leads/<int:pk>/", views.lead_detail),
+    path("api/v1/leads/<int:pk>/score/", views.lead_score),
+    path("api/v1/workflows/<int:pk>/execute/", views.execute_workflow),
+    path("api/v1/search/", views.search),
+    path("api/v1/slow/", views.slow),
+    path("api/v1/boom/", views.boom),
+]

@@ -1,0 +1,22 @@
+import logging
+
+from celery import shared_task
+from django.core.cache import cache
+
+from leads.models import Lead
+from leads.scoring import calculate_score
+
+logger = logging.getLogger("crm.tasks")
+
+
+@shared_task
+def score_new_lead(lead_id: int) -> int | None:
+    """Score a lead created by the API, in the background."""
+    lead = Lead.objects.filter(pk=lead_id).first()
+    if lead is None:
+        logger.warning("lead %s vanished before scoring", lead_id)
+        return None
+    score = calculate_score(lead)
+    cache.set(f"lead-score:{lead.pk}", score, 300)
+    logger.info("scored lead %s", lead.pk)
+    return score
