@@ -38,6 +38,23 @@ def define(name: str, default: str, description: str, *, secret: bool = False) -
     return name
 
 
+_builders: list[Callable[[EnvReader], object]] = []
+
+
+def register_settings(build: Callable[[EnvReader], object]) -> None:
+    """Register a settings builder, so that `crm-otel check` validates its variables."""
+    _builders.append(build)
+
+
+def settings_builders() -> list[Callable[[EnvReader], object]]:
+    """Every registered settings builder, after importing the subsystems that register them."""
+    import crm_otel._settings
+    import crm_otel.logs
+    import crm_otel.metrics  # noqa: F401
+
+    return list(_builders)
+
+
 _reported: set[tuple[str, str]] = set()
 _reported_lock = threading.Lock()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from crm_otel._env import EnvReader, define
+from crm_otel._env import EnvReader, define, register_settings
 from sampling import SamplingPolicy
 from semconv.attributes import Environment
 
@@ -115,3 +115,6 @@ class Settings:
             redis_root_spans=env.boolean(CRM_OTEL_REDIS_ROOT_SPANS),
             org_attribute=org_attribute,
         )
+
+
+register_settings(lambda reader: Settings.from_env(reader.environ, reader=reader))

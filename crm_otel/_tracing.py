@@ -10,7 +10,17 @@ from opentelemetry.util.types import AttributeValue
 
 from crm_otel._version import __version__
 
-_tracer = trace.get_tracer("crm_otel", __version__)
+_cache: tuple[trace.TracerProvider, trace.Tracer] | None = None
+
+
+def _tracer() -> trace.Tracer:
+    # One tracer per provider: cheap per span, and right again if the global provider is
+    # replaced (tests do; a ProxyTracer would keep the first provider's tracer forever).
+    global _cache
+    provider = trace.get_tracer_provider()
+    if _cache is None or _cache[0] is not provider:
+        _cache = (provider, provider.get_tracer("crm_otel", __version__))
+    return _cache[1]
 
 
 class TracingInstrumentation:
@@ -26,7 +36,7 @@ class TracingInstrumentation:
         An exception leaving the block is recorded on the span, sets its status to
         ERROR, and is re-raised.
         """
-        with _tracer.start_as_current_span(
+        with _tracer().start_as_current_span(
             name, attributes=attributes, record_exception=True, set_status_on_exception=True
         ) as span:
             yield span

@@ -1,0 +1,90 @@
+"""`crm-otel check`: print the effective configuration and fail on any bad value."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import TextIO
+
+from crm_otel._distro import apply_defaults
+from crm_otel._env import VARIABLES, EnvReader, settings_builders
+from crm_otel._version import __version__
+
+OTEL_SHOWN = (
+    "OTEL_SERVICE_NAME",
+    "OTEL_RESOURCE_ATTRIBUTES",
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_METRICS_EXPORTER",
+    "OTEL_LOGS_EXPORTER",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+)
+"""Standard variables `check` shows beside crm-otel's own."""
+
+_KNOWN_EXPORTERS = {"otlp", "otlp_proto_http", "otlp_proto_grpc", "console", "none", "prometheus"}
+
+
+def mask_headers(value: str) -> str:
+    """`key=value,...` with every value hidden: OTLP headers carry tokens."""
+    return ",".join(part.split("=", 1)[0].strip() + "=***" for part in value.split(",") if part.strip())
+
+
+def check(environ: Mapping[str, str], out: TextIO) -> int:
+    """Print the effective configuration of `environ`; return 1 if any value is bad."""
+    env = dict(environ)
+    apply_defaults(env)
+    reader = EnvReader(env, quiet=True)
+    for build in settings_builders():
+        build(reader)
+    problems = list(reader.problems)
+    for signal in ("TRACES", "METRICS", "LOGS"):
+        name = f"OTEL_{signal}_EXPORTER"
+        for exporter in env.get(name, "").split(","):
+            if exporter.strip() and exporter.strip().lower() not in _KNOWN_EXPORTERS:
+                problems.append(
+                    f"{name}: expected otlp, console or none, got {exporter.strip()!r}"
+                    + (" (opentelemetry-exporter-jaeger is dead; Jaeger takes OTLP)"
+                       if "jaeger" in exporter.lower() else "")
+                )
+    out.write(f"crm-otel {__version__}: effective configuration\n")
+    width = max(len(name) for name in [*VARIABLES, *OTEL_SHOWN])
+    for variable in VARIABLES.values():
+        given = reader.raw(variable.name)
+        shown = given if given is not None else variable.default
+        if variable.secret and given is not None:
+            shown = "***"
+        origin = "" if given is not None else "  (default)"
+        out.write(f"  {variable.name:<{width}} = {shown}{origin}\n")
+    for name in OTEL_SHOWN:
+        value = env.get(name)
+        if value is None:
+            continue
+        shown = mask_headers(value) if name.endswith("_HEADERS") else value
+        out.write(f"  {name:<{width}} = {shown}\n")
+    if problems:
+        out.write(f"{len(problems)} bad value(s):\n")
+        for problem in problems:
+            out.write(f"  {problem}\n")
+        return 1
+    out.write("all values are valid\n")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The `crm-otel` console script."""
+    parser = argparse.ArgumentParser(prog="crm-otel", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("check", help="print the effective configuration; exit 1 on a bad value")
+    parser.add_argument("--version", action="version", version=f"crm-otel {__version__}")
+    args = parser.parse_args(argv)
+    commands: dict[str, Callable[[], int]] = {"check": lambda: check(os.environ, sys.stdout)}
+    return commands[args.command]()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
