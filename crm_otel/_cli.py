@@ -31,7 +31,9 @@ _KNOWN_EXPORTERS = {"otlp", "otlp_proto_http", "otlp_proto_grpc", "console", "no
 
 def mask_headers(value: str) -> str:
     """`key=value,...` with every value hidden: OTLP headers carry tokens."""
-    return ",".join(part.split("=", 1)[0].strip() + "=***" for part in value.split(",") if part.strip())
+    return ",".join(
+        part.split("=", 1)[0].strip() + "=***" for part in value.split(",") if part.strip()
+    )
 
 
 def check(environ: Mapping[str, str], out: TextIO) -> int:
@@ -48,8 +50,11 @@ def check(environ: Mapping[str, str], out: TextIO) -> int:
             if exporter.strip() and exporter.strip().lower() not in _KNOWN_EXPORTERS:
                 problems.append(
                     f"{name}: expected otlp, console or none, got {exporter.strip()!r}"
-                    + (" (opentelemetry-exporter-jaeger is dead; Jaeger takes OTLP)"
-                       if "jaeger" in exporter.lower() else "")
+                    + (
+                        " (opentelemetry-exporter-jaeger is dead; Jaeger takes OTLP)"
+                        if "jaeger" in exporter.lower()
+                        else ""
+                    )
                 )
     out.write(f"crm-otel {__version__}: effective configuration\n")
     width = max(len(name) for name in [*VARIABLES, *OTEL_SHOWN])

@@ -21,9 +21,13 @@ class CrmOtelConfigurator(_sdk.BaseConfigurator):
 
     def _configure(self, **kwargs: Any) -> None:
         try:
-            configure(os.environ, auto_instrumentation_version=kwargs.get("auto_instrumentation_version"))
+            configure(
+                os.environ, auto_instrumentation_version=kwargs.get("auto_instrumentation_version")
+            )
         except Exception:  # telemetry must never stop the CRM from booting
-            internal_logger.exception("crm-otel could not configure OpenTelemetry; the app runs untraced")
+            internal_logger.exception(
+                "crm-otel could not configure OpenTelemetry; the app runs untraced"
+            )
 
 
 def build_resource(settings: Settings, auto_instrumentation_version: str | None = None) -> Resource:

@@ -7,7 +7,9 @@ from collections.abc import MutableMapping
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.instrumentation.distro import BaseDistro
+
+# mypy does not see BaseDistro through the package's lazy re-exports.
+from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
 from opentelemetry.util._importlib_metadata import EntryPoint
 
 from crm_otel._settings import Settings
@@ -33,7 +35,7 @@ def apply_defaults(environ: MutableMapping[str, str]) -> None:
         environ.setdefault("OTEL_SERVICE_NAME", SERVICE_NAME)
 
 
-class CrmOtelDistro(BaseDistro):
+class CrmOtelDistro(BaseDistro):  # type: ignore[misc]
     """Registered as the `opentelemetry_distro` entry point `crm_otel`."""
 
     def _configure(self, **kwargs: Any) -> None:

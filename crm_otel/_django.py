@@ -25,7 +25,9 @@ CRM_MIDDLEWARE: list[str] = [
 """crm-otel's middleware, inserted in this order right after OpenTelemetry's own (so the
 server span is current while they run)."""
 
-_OTEL_MIDDLEWARE = "opentelemetry.instrumentation.django.middleware.otel_middleware._DjangoMiddleware"
+_OTEL_MIDDLEWARE = (
+    "opentelemetry.instrumentation.django.middleware.otel_middleware._DjangoMiddleware"
+)
 
 
 def instrument_django(instrument: Callable[[], None]) -> None:

@@ -13,7 +13,11 @@ def flush_all(timeout_millis: int = FLUSH_TIMEOUT_MILLIS) -> None:
     """Force-flush the tracer, meter and logger providers; never raises."""
     from opentelemetry._logs import get_logger_provider
 
-    for provider in (trace.get_tracer_provider(), metrics.get_meter_provider(), get_logger_provider()):
+    for provider in (
+        trace.get_tracer_provider(),
+        metrics.get_meter_provider(),
+        get_logger_provider(),
+    ):
         flush = getattr(provider, "force_flush", None)
         if flush is None:
             continue

@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.sampling import Sampler
 
 def exporters_from_env() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """The span, metric and log exporter classes named by `OTEL_*_EXPORTER`."""
-    return _conf._import_exporters(  # type: ignore[no-any-return]
+    return _conf._import_exporters(
         _conf._get_exporter_names("traces"),
         _conf._get_exporter_names("metrics"),
         _conf._get_exporter_names("logs"),
@@ -38,7 +38,8 @@ def init_tracing(
         sampler=sampler,
         resource=resource,
         span_processors=span_processors,
-        export_span_processor=export_span_processor,
+        # The SDK's protocol also admits extra arguments it never passes.
+        export_span_processor=export_span_processor,  # type: ignore[arg-type]
     )
 
 

@@ -25,9 +25,7 @@ CRM_OTEL_SLOW_THRESHOLD_MS = define(
     "2000",
     "A trace whose local root lasts at least this many milliseconds is kept.",
 )
-CRM_OTEL_KEEP_ERRORS = define(
-    "CRM_OTEL_KEEP_ERRORS", "true", "Keep every trace that has an error."
-)
+CRM_OTEL_KEEP_ERRORS = define("CRM_OTEL_KEEP_ERRORS", "true", "Keep every trace that has an error.")
 CRM_OTEL_SAMPLING_MAX_BUFFERED_SPANS = define(
     "CRM_OTEL_SAMPLING_MAX_BUFFERED_SPANS",
     "20000",

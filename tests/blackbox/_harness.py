@@ -159,9 +159,11 @@ class OtlpReceiver:
             if result:
                 return result
             if time.monotonic() > deadline:
+                what = getattr(predicate, "__name__", predicate)
+                names = sorted({s["name"] for s in self.spans()})
                 raise AssertionError(
-                    f"timed out after {timeout}s waiting for {getattr(predicate, '__name__', predicate)}; "
-                    f"received {len(self.spans())} spans: {sorted({s['name'] for s in self.spans()})}"
+                    f"timed out after {timeout}s waiting for {what}; "
+                    f"received {len(self.spans())} spans: {names}"
                 )
             time.sleep(0.1)
 
@@ -227,7 +229,10 @@ class CrmProcess:
     _log: Any = field(init=False)
 
     def __post_init__(self) -> None:
-        self._log = tempfile.NamedTemporaryFile(prefix="crm-otel-proc-", suffix=".log", delete=False)
+        # Output goes to a file, not a pipe nobody drains; the file outlives the process.
+        self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115
+            prefix="crm-otel-proc-", suffix=".log", delete=False
+        )
         self.process = subprocess.Popen(
             self.args,
             cwd=EXAMPLE,
@@ -263,8 +268,12 @@ class CrmProcess:
         return self.process.returncode
 
 
-def get(url: str, headers: dict[str, str] | None = None, data: bytes | None = None,
-        timeout: float = 30.0) -> tuple[int, dict[str, str], bytes]:
+def get(
+    url: str,
+    headers: dict[str, str] | None = None,
+    data: bytes | None = None,
+    timeout: float = 30.0,
+) -> tuple[int, dict[str, str], bytes]:
     """One HTTP request; returns status, headers and body, also for 4xx/5xx."""
     request = urllib.request.Request(url, data=data, headers=headers or {})
     try:
@@ -274,16 +283,31 @@ def get(url: str, headers: dict[str, str] | None = None, data: bytes | None = No
         return error.code, dict(error.headers), error.read()
 
 
-def start_web(env: dict[str, str], server: str = "runserver", workers: int = 2,
-              timeout: float = 40.0) -> CrmProcess:
-    """Start the example CRM under `opentelemetry-instrument` and wait until it answers."""
+def start_web(
+    env: dict[str, str], server: str = "runserver", workers: int = 2, timeout: float = 40.0
+) -> CrmProcess:
+    """Start the example CRM under `opentelemetry-instrument` and wait until it answers.
+
+    `server` is `runserver` (with `--noreload`), `runserver-autoreload` or `gunicorn`.
+    """
     port = free_port()
     instrument = str(BIN / "opentelemetry-instrument")
     if server == "runserver":
         args = [instrument, "python", "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"]
+    elif server == "runserver-autoreload":
+        args = [instrument, "python", "manage.py", "runserver", f"127.0.0.1:{port}"]
     elif server == "gunicorn":
-        args = [instrument, "gunicorn", "crm.wsgi", "-w", str(workers), "-b", f"127.0.0.1:{port}",
-                "--graceful-timeout", "10"]
+        args = [
+            instrument,
+            "gunicorn",
+            "crm.wsgi",
+            "-w",
+            str(workers),
+            "-b",
+            f"127.0.0.1:{port}",
+            "--graceful-timeout",
+            "10",
+        ]
     else:
         raise ValueError(f"server: expected runserver or gunicorn, got {server!r}")
     web = CrmProcess(args, env, url=f"http://127.0.0.1:{port}")
@@ -300,12 +324,26 @@ def start_web(env: dict[str, str], server: str = "runserver", workers: int = 2,
         time.sleep(0.2)
 
 
-def start_worker(env: dict[str, str], concurrency: int = 2,
-                 max_tasks_per_child: int | None = None) -> CrmProcess:
+def start_worker(
+    env: dict[str, str], concurrency: int = 2, max_tasks_per_child: int | None = None
+) -> CrmProcess:
     """Start a Celery prefork worker of the example CRM and wait until it is ready."""
-    args = [str(BIN / "opentelemetry-instrument"), "celery", "-A", "crm", "worker",
-            "--pool", "prefork", "--concurrency", str(concurrency), "-l", "info",
-            "--without-gossip", "--without-mingle", "--without-heartbeat"]
+    args = [
+        str(BIN / "opentelemetry-instrument"),
+        "celery",
+        "-A",
+        "crm",
+        "worker",
+        "--pool",
+        "prefork",
+        "--concurrency",
+        str(concurrency),
+        "-l",
+        "info",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
     if max_tasks_per_child is not None:
         args += ["--max-tasks-per-child", str(max_tasks_per_child)]
     worker = CrmProcess(args, env)
@@ -336,8 +374,13 @@ def reset_database() -> None:
         cursor.execute(f'CREATE DATABASE "{DATABASE}"')
     connection.close()
     env = crm_env(None)
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=EXAMPLE, env=env,
-                   check=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v0"],
+        cwd=EXAMPLE,
+        env=env,
+        check=True,
+        timeout=120,
+    )
 
 
 def reset_redis() -> None:

@@ -20,7 +20,9 @@ def _reachable(port: int) -> bool:
 @pytest.fixture(scope="session")
 def services() -> None:
     """PostgreSQL and Redis must be up: under CI a missing service fails, never skips."""
-    missing = [name for name, port in (("PostgreSQL", 5432), ("Redis", 6379)) if not _reachable(port)]
+    missing = [
+        name for name, port in (("PostgreSQL", 5432), ("Redis", 6379)) if not _reachable(port)
+    ]
     if missing:
         message = f"not running on 127.0.0.1: {', '.join(missing)}"
         if os.environ.get("CI") == "true":

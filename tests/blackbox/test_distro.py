@@ -20,7 +20,17 @@ pytestmark = pytest.mark.blackbox
 
 SERVER, CLIENT, PRODUCER, CONSUMER = 2, 3, 4, 5  # OTLP SpanKind values
 STATUS_ERROR = 2
-REDIS_COMMANDS = {"BRPOP", "LLEN", "EVALSHA", "PING", "PUBLISH", "LPUSH", "SUBSCRIBE", "MULTI", "EXEC"}
+REDIS_COMMANDS = {
+    "BRPOP",
+    "LLEN",
+    "EVALSHA",
+    "PING",
+    "PUBLISH",
+    "LPUSH",
+    "SUBSCRIBE",
+    "MULTI",
+    "EXEC",
+}
 
 
 def _trace(receiver: OtlpReceiver, trace_id: str) -> list[dict]:
@@ -34,7 +44,10 @@ def _children(spans: list[dict], parent: dict) -> list[dict]:
 def _server_span(receiver: OtlpReceiver, name: str, correlation_id: str) -> dict:
     def found(r: OtlpReceiver) -> dict | None:
         for span in r.spans():
-            if span["name"] == name and span["attributes"].get("crm.correlation_id") == correlation_id:
+            if (
+                span["name"] == name
+                and span["attributes"].get("crm.correlation_id") == correlation_id
+            ):
                 return span
         return None
 
@@ -50,14 +63,26 @@ def test_request_trace_tree_reaches_the_worker(crm: None, receiver: OtlpReceiver
     with running(start_worker(worker_env)), running(start_web(web_env)) as web:
         status, headers, body = get(
             web.url + "/api/v1/leads/",
-            data=json.dumps({"name": "Ada", "email": "ada@example.com", "company": "Acme"}).encode(),
-            headers={"X-Correlation-ID": "req-0001", "X-Demo-User": "alice", "X-Demo-Org": "org-7",
-                     "Content-Type": "application/json"},
+            data=json.dumps(
+                {"name": "Ada", "email": "ada@example.com", "company": "Acme"}
+            ).encode(),
+            headers={
+                "X-Correlation-ID": "req-0001",
+                "X-Demo-User": "alice",
+                "X-Demo-Org": "org-7",
+                "Content-Type": "application/json",
+            },
         )
         assert status == 201, body
         assert headers["X-Correlation-ID"] == "req-0001"
         lead_id = json.loads(body)["id"]
-        assert get(web.url + f"/api/v1/leads/{lead_id}/score/", headers={"X-Correlation-ID": "req-0002"})[0] == 200
+        assert (
+            get(
+                web.url + f"/api/v1/leads/{lead_id}/score/",
+                headers={"X-Correlation-ID": "req-0002"},
+            )[0]
+            == 200
+        )
 
         server = _server_span(receiver, "POST api/v1/leads/", "req-0001")
         assert server["kind"] == SERVER
@@ -77,7 +102,9 @@ def test_request_trace_tree_reaches_the_worker(crm: None, receiver: OtlpReceiver
     sql = [s for s in children if s["attributes"].get("db.system") == "postgresql"]
     assert sql, f"no psycopg2 span under the server span: {[s['name'] for s in children]}"
     insert = next(s for s in sql if "INSERT" in s["attributes"].get("db.statement", ""))
-    assert "Ada" not in json.dumps(insert["attributes"]) and "ada@example.com" not in json.dumps(insert["attributes"])
+    assert "Ada" not in json.dumps(insert["attributes"]) and "ada@example.com" not in json.dumps(
+        insert["attributes"]
+    )
     assert "%s" in insert["attributes"]["db.statement"]
 
     producer = next(s for s in spans if s["kind"] == PRODUCER)
@@ -89,26 +116,42 @@ def test_request_trace_tree_reaches_the_worker(crm: None, receiver: OtlpReceiver
     assert consumer["parent_span_id"] == producer["span_id"]
     assert consumer["resource"]["crm.test.process"] == "worker"
     assert consumer["attributes"]["crm.correlation_id"] == "req-0001"
-    worker_sql = [s for s in _children(spans, consumer) if s["attributes"].get("db.system") == "postgresql"]
+    worker_sql = [
+        s for s in _children(spans, consumer) if s["attributes"].get("db.system") == "postgresql"
+    ]
     assert worker_sql, "the task's queries are not children of its consumer span"
 
     score_server = _server_span(receiver, "GET api/v1/leads/<int:pk>/score/", "req-0002")
     score_trace = _trace(receiver, score_server["trace_id"])
     redis_spans = [s for s in score_trace if s["attributes"].get("db.system") == "redis"]
     assert redis_spans and all(s["parent_span_id"] == score_server["span_id"] for s in redis_spans)
-    assert all("lead-score" not in str(s["attributes"].get("db.statement", "")) or "?" in s["attributes"]["db.statement"]
-               for s in redis_spans)
+    assert all(
+        "lead-score" not in str(s["attributes"].get("db.statement", ""))
+        or "?" in s["attributes"]["db.statement"]
+        for s in redis_spans
+    )
 
 
 def test_workflow_span_events_and_errors(crm: None, receiver: OtlpReceiver) -> None:
     """`create_span` spans carry their action events, and an exception marks them and the
     server span as ERROR."""
     with running(start_web(crm_env(receiver))) as web:
-        assert get(web.url + "/api/v1/workflows/1/execute/", headers={"X-Correlation-ID": "wf-ok"})[0] == 200
-        assert get(web.url + "/api/v1/workflows/1/execute/?fail=1", headers={"X-Correlation-ID": "wf-bad"})[0] == 500
+        assert (
+            get(web.url + "/api/v1/workflows/1/execute/", headers={"X-Correlation-ID": "wf-ok"})[0]
+            == 200
+        )
+        assert (
+            get(
+                web.url + "/api/v1/workflows/1/execute/?fail=1",
+                headers={"X-Correlation-ID": "wf-bad"},
+            )[0]
+            == 500
+        )
         ok = _server_span(receiver, "GET api/v1/workflows/<int:pk>/execute/", "wf-ok")
         bad = _server_span(receiver, "GET api/v1/workflows/<int:pk>/execute/", "wf-bad")
-        receiver.wait_for(lambda r: len([s for s in r.spans() if s["name"] == "workflow.execute"]) >= 2)
+        receiver.wait_for(
+            lambda r: len([s for s in r.spans() if s["name"] == "workflow.execute"]) >= 2
+        )
 
     workflow = next(s for s in _trace(receiver, ok["trace_id"]) if s["name"] == "workflow.execute")
     assert workflow["parent_span_id"] == ok["span_id"]
@@ -119,10 +162,17 @@ def test_workflow_span_events_and_errors(crm: None, receiver: OtlpReceiver) -> N
 
     failed = next(s for s in _trace(receiver, bad["trace_id"]) if s["name"] == "workflow.execute")
     assert failed["status_code"] == STATUS_ERROR
-    assert any(name == "exception" and attrs["exception.type"].endswith("WorkflowActionError")
-               for name, attrs in failed["events"])
+    assert any(
+        name == "exception" and attrs["exception.type"].endswith("WorkflowActionError")
+        for name, attrs in failed["events"]
+    )
     assert bad["status_code"] == STATUS_ERROR
-    assert bad["attributes"].get("http.status_code", bad["attributes"].get("http.response.status_code")) == 500
+    assert (
+        bad["attributes"].get(
+            "http.status_code", bad["attributes"].get("http.response.status_code")
+        )
+        == 500
+    )
 
 
 def test_gunicorn_workers_export_their_spans(crm: None, receiver: OtlpReceiver) -> None:
@@ -134,17 +184,27 @@ def test_gunicorn_workers_export_their_spans(crm: None, receiver: OtlpReceiver) 
         servers = [_server_span(receiver, "GET api/v1/leads/", cid) for cid in ids]
     for server in servers:
         assert server["attributes"]["http.route"] == "api/v1/leads/"
-        sql = [s for s in _children(receiver.spans(), server) if s["attributes"].get("db.system") == "postgresql"]
+        sql = [
+            s
+            for s in _children(receiver.spans(), server)
+            if s["attributes"].get("db.system") == "postgresql"
+        ]
         assert sql, f"no SQL span for {server['attributes']['crm.correlation_id']}"
 
 
 def test_no_task_span_lost_with_max_tasks_per_child(crm: None, receiver: OtlpReceiver) -> None:
     """With `--max-tasks-per-child 1` every task's consumer span still reaches the exporter."""
     env = crm_env(receiver, OTEL_BSP_SCHEDULE_DELAY="30000")  # only a flush can send them in time
-    with running(start_worker(env, concurrency=2, max_tasks_per_child=1)), running(start_web(crm_env(receiver))) as web:
+    with (
+        running(start_worker(env, concurrency=2, max_tasks_per_child=1)),
+        running(start_web(crm_env(receiver))) as web,
+    ):
         for i in range(10):
-            status, _, _ = get(web.url + "/api/v1/leads/", data=json.dumps({"name": f"L{i}"}).encode(),
-                               headers={"Content-Type": "application/json"})
+            status, _, _ = get(
+                web.url + "/api/v1/leads/",
+                data=json.dumps({"name": f"L{i}"}).encode(),
+                headers={"Content-Type": "application/json"},
+            )
             assert status == 201
 
         def ten_consumers(r: OtlpReceiver) -> bool:
@@ -160,12 +220,18 @@ def test_broker_polling_makes_no_traces(crm: None, receiver: OtlpReceiver) -> No
     with running(start_worker(crm_env(receiver, OTEL_BSP_SCHEDULE_DELAY="100"))) as worker:
         time.sleep(6)
         worker.stop()
-    polling = [s for s in receiver.spans() if not s["parent_span_id"] and s["name"].split()[0] in REDIS_COMMANDS]
+    polling = [
+        s
+        for s in receiver.spans()
+        if not s["parent_span_id"] and s["name"].split()[0] in REDIS_COMMANDS
+    ]
     assert polling == []
     assert [s for s in receiver.spans() if not s["parent_span_id"]] == []
 
 
-def test_missing_settings_module_is_loud_and_settings_survive(crm: None, receiver: OtlpReceiver) -> None:
+def test_missing_settings_module_is_loud_and_settings_survive(
+    crm: None, receiver: OtlpReceiver
+) -> None:
     """Without DJANGO_SETTINGS_MODULE at launch, one loud line appears, the app's own
     settings are used (it serves), and Django is instrumented once wsgi.py sets it."""
     env = crm_env(receiver, DJANGO_SETTINGS_MODULE="")
@@ -205,7 +271,9 @@ def test_sigterm_flushes_runserver(crm: None, receiver: OtlpReceiver) -> None:
     with running(web):
         assert get(web.url + "/api/v1/leads/", headers={"X-Correlation-ID": "term-1"})[0] == 200
         time.sleep(0.5)
-        assert not [s for s in receiver.spans() if s["attributes"].get("crm.correlation_id") == "term-1"]
+        assert not [
+            s for s in receiver.spans() if s["attributes"].get("crm.correlation_id") == "term-1"
+        ]
         web.stop()
     _server_span(receiver, "GET api/v1/leads/", "term-1")
 
@@ -220,3 +288,14 @@ def test_bad_variable_reported_once_and_app_serves(crm: None, receiver: OtlpRece
     lines = [line for line in output.splitlines() if "CRM_OTEL_SAMPLING_RATIO" in line]
     assert len(lines) == 1, lines
     assert "ten percent" in lines[0] and "0 to 1" in lines[0]
+
+
+def test_runserver_with_autoreloader(crm: None, receiver: OtlpReceiver) -> None:
+    """runserver's autoreloader (a parent and a serving child) serves, traces, and fails
+    nothing in the parent."""
+    with running(start_web(crm_env(receiver), server="runserver-autoreload")) as web:
+        assert get(web.url + "/api/v1/leads/", headers={"X-Correlation-ID": "reload-1"})[0] == 200
+        _server_span(receiver, "GET api/v1/leads/", "reload-1")
+        output = web.output()
+    assert "Traceback" not in output
+    assert [s for s in receiver.spans() if s["attributes"].get("crm.correlation_id") == "reload-1"]

@@ -24,7 +24,9 @@ def test_check_fails_on_a_bad_value_and_names_it() -> None:
     """A bad value makes check exit 1 and say which variable, what was expected and given."""
     out = io.StringIO()
     assert check({"CRM_OTEL_SLOW_THRESHOLD_MS": "slow"}, out) == 1
-    assert "CRM_OTEL_SLOW_THRESHOLD_MS: expected a number of at least 0, got 'slow'" in out.getvalue()
+    assert (
+        "CRM_OTEL_SLOW_THRESHOLD_MS: expected a number of at least 0, got 'slow'" in out.getvalue()
+    )
 
 
 def test_check_rejects_the_dead_jaeger_exporter() -> None:
@@ -46,6 +48,8 @@ def test_console_script_exit_code() -> None:
     """The installed `crm-otel` script exits 1 on a bad value."""
     script = Path(sys.executable).parent / "crm-otel"
     env = {"PATH": str(script.parent), "CRM_OTEL_KEEP_ERRORS": "sometimes"}
-    result = subprocess.run([str(script), "check"], env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [str(script), "check"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "CRM_OTEL_KEEP_ERRORS: expected true or false, got 'sometimes'" in result.stdout

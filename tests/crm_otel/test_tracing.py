@@ -40,9 +40,11 @@ def test_in_trace_only_tracer_skips_root_spans(span_exporter: InMemorySpanExport
     tracer = InTraceOnlyTracerProvider(trace.get_tracer_provider()).get_tracer("redis-test")
     with tracer.start_as_current_span("BRPOP") as orphan:
         assert not orphan.is_recording()
-    with trace.get_tracer("app").start_as_current_span("GET /leads") as parent:
-        with tracer.start_as_current_span("GET") as child:
-            assert child.is_recording()
+    with (
+        trace.get_tracer("app").start_as_current_span("GET /leads") as parent,
+        tracer.start_as_current_span("GET") as child,
+    ):
+        assert child.is_recording()
     names = {s.name: s for s in span_exporter.get_finished_spans()}
     assert set(names) == {"GET /leads", "GET"}
     assert names["GET"].parent is not None

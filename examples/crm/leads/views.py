@@ -17,7 +17,9 @@ from semconv import attributes, spans
 
 logger = logging.getLogger("crm.leads")
 
-WORKFLOWS = {1: ("Qualify High-Value Leads", ["update_field", "send_email", "assign_owner", "notify_slack"])}
+WORKFLOWS = {
+    1: ("Qualify High-Value Leads", ["update_field", "send_email", "assign_owner", "notify_slack"])
+}
 
 
 class WorkflowActionError(Exception):
@@ -57,7 +59,8 @@ def lead_score(request: HttpRequest, pk: int) -> JsonResponse:
     cached = cache.get(f"lead-score:{pk}")
     if cached is not None:
         with TracingInstrumentation.create_span(
-            spans.LEAD_SCORE_CALCULATE, {attributes.LEAD_ID: pk, attributes.LEAD_SCORE_CACHE_HIT: True}
+            spans.LEAD_SCORE_CALCULATE,
+            {attributes.LEAD_ID: pk, attributes.LEAD_SCORE_CACHE_HIT: True},
         ):
             return JsonResponse({"id": pk, "score": cached, "cached": True})
     score = calculate_score(lead, recalculated=lead.score is not None)
@@ -72,8 +75,11 @@ def execute_workflow(request: HttpRequest, pk: int) -> JsonResponse:
     started = time.monotonic()
     with TracingInstrumentation.create_span(
         spans.WORKFLOW_EXECUTE,
-        {attributes.WORKFLOW_ID: str(pk), attributes.WORKFLOW_NAME: name,
-         attributes.WORKFLOW_ACTION_COUNT: len(actions)},
+        {
+            attributes.WORKFLOW_ID: str(pk),
+            attributes.WORKFLOW_NAME: name,
+            attributes.WORKFLOW_ACTION_COUNT: len(actions),
+        },
     ) as span:
         for index, action in enumerate(actions):
             span.add_event(spans.EVENT_ACTION_START, {attributes.ACTION_TYPE: action})
@@ -101,7 +107,9 @@ def search(request: HttpRequest) -> JsonResponse:
         hits = cache.get(key)
         span.set_attribute(attributes.SEARCH_CACHE_HIT, hits is not None)
         if hits is None:
-            hits = list(Lead.objects.filter(name__icontains=query).values_list("id", flat=True)[:20])
+            hits = list(
+                Lead.objects.filter(name__icontains=query).values_list("id", flat=True)[:20]
+            )
             cache.set(key, hits, 60)
         span.set_attribute(attributes.SEARCH_RESULTS, len(hits))
     return JsonResponse({"results": hits})

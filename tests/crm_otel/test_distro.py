@@ -1,0 +1,46 @@
+"""The distro's defaults and the exporters they select."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from crm_otel import _sdk
+from crm_otel._distro import apply_defaults
+
+
+def test_defaults_fill_only_unset_variables() -> None:
+    """crm-otel's defaults never override what the user set."""
+    env = {"OTEL_TRACES_EXPORTER": "console"}
+    apply_defaults(env)
+    assert env["OTEL_TRACES_EXPORTER"] == "console"
+    assert env["OTEL_EXPORTER_OTLP_PROTOCOL"] == "http/protobuf"
+    assert env["OTEL_SERVICE_NAME"] == "crm-backend"
+    assert env["OTEL_METRICS_EXPORTER"] == "none"
+
+
+def test_service_name_from_resource_attributes_wins() -> None:
+    """A service.name given in OTEL_RESOURCE_ATTRIBUTES is not shadowed by the default."""
+    env = {"OTEL_RESOURCE_ATTRIBUTES": "service.name=billing"}
+    apply_defaults(env)
+    assert "OTEL_SERVICE_NAME" not in env
+
+
+@pytest.mark.parametrize(
+    ("protocol", "module"),
+    [
+        (None, "opentelemetry.exporter.otlp.proto.http.trace_exporter"),
+        ("grpc", "opentelemetry.exporter.otlp.proto.grpc.trace_exporter"),
+    ],
+)
+def test_otlp_protocol_selects_the_exporter(protocol: str | None, module: str) -> None:
+    """OTLP over HTTP/protobuf by default (Jaeger's 4318); gRPC when asked for."""
+    for name in [n for n in os.environ if n.startswith("OTEL_")]:
+        del os.environ[name]
+    if protocol:
+        os.environ["OTEL_EXPORTER_OTLP_PROTOCOL"] = protocol
+    apply_defaults(os.environ)
+    spans, _, _ = _sdk.exporters_from_env()
+    (exporter,) = spans.values()
+    assert exporter.__module__ == module
