@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import MutableMapping
+import re
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 from opentelemetry import trace
@@ -43,18 +44,21 @@ class CrmOtelDistro(BaseDistro):  # type: ignore[misc]
 
     def load_instrumentor(self, entry_point: EntryPoint, **kwargs: Any) -> None:
         name = entry_point.name
+        if name == "logging":
+            # crm-otel bridges log records to the OTel logs SDK itself; the logging
+            # instrumentation would attach a second handler and export every record twice.
+            return
         settings = Settings.from_env(os.environ)
         if name == "psycopg2":
             # Parameter values are personal data: never captured, whatever a default says.
             kwargs["capture_parameters"] = False
             kwargs["enable_commenter"] = settings.sqlcommenter
-        elif name == "redis" and not settings.redis_root_spans:
-            from crm_otel._redis import InTraceOnlyTracerProvider
-
-            kwargs["tracer_provider"] = InTraceOnlyTracerProvider(trace.get_tracer_provider())
+        elif name == "redis":
+            _redis_options(settings, kwargs)
         if name == "django":
             from crm_otel._django import instrument_django
 
+            kwargs.setdefault("excluded_urls", _django_excluded_urls(os.environ))
             instrumentor = entry_point.load()()
             instrument_django(lambda: instrumentor.instrument(**kwargs))
             return
@@ -63,3 +67,26 @@ class CrmOtelDistro(BaseDistro):  # type: ignore[misc]
             from crm_otel import _celery
 
             _celery.install()
+
+
+def _redis_options(settings: Settings, kwargs: dict[str, Any]) -> None:
+    from crm_otel.metrics import redis_hooks
+
+    if not settings.redis_root_spans:
+        from crm_otel._redis import InTraceOnlyTracerProvider
+
+        kwargs["tracer_provider"] = InTraceOnlyTracerProvider(trace.get_tracer_provider())
+    hooks = redis_hooks()  # cache hit/miss counting for the metrics
+    if hooks is not None:
+        kwargs["request_hook"], kwargs["response_hook"] = hooks
+
+
+def _django_excluded_urls(environ: Mapping[str, str]) -> str:
+    """The user's excluded URLs plus the metrics path: a scrape a second is not a trace."""
+    from crm_otel.metrics._settings import MetricsSettings
+
+    path = MetricsSettings.from_env(environ).path
+    metrics = re.escape(path) + r"(\?|$)"
+    user = environ.get("OTEL_PYTHON_DJANGO_EXCLUDED_URLS")
+    user = user or environ.get("OTEL_PYTHON_EXCLUDED_URLS")
+    return f"{user},{metrics}" if user else metrics

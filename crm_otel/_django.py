@@ -20,7 +20,9 @@ from crm_otel._settings import Settings
 from semconv import attributes
 
 CRM_MIDDLEWARE: list[str] = [
+    "crm_otel.metrics.MetricsMiddleware",
     "crm_otel._django.RequestContextMiddleware",
+    "crm_otel.logs.AccessLogMiddleware",
 ]
 """crm-otel's middleware, inserted in this order right after OpenTelemetry's own (so the
 server span is current while they run)."""

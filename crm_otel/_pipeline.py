@@ -2,17 +2,82 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+import os
+from collections.abc import Callable, Mapping
 
+from opentelemetry.metrics import get_meter_provider
+from opentelemetry.sdk.environment_variables import (
+    OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
+    OTEL_BSP_SCHEDULE_DELAY,
+)
 from opentelemetry.sdk.trace import SpanProcessor
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.sdk.trace.sampling import Sampler
 
+from crm_otel._log import internal_logger
 from crm_otel._settings import Settings
+from sampling import ConsistentBaselineSampler, TailSamplingProcessor
+
+_DEFAULT_SCHEDULE_DELAY_MILLIS = 5000
+_DEFAULT_MAX_EXPORT_BATCH_SIZE = 512
 
 
 def span_pipeline(
-    settings: Settings,
+    settings: Settings, environ: Mapping[str, str] | None = None
 ) -> tuple[Sampler | None, Callable[[SpanExporter], SpanProcessor]]:
-    """The head sampler and the export-processor factory the configurator installs."""
-    return None, BatchSpanProcessor
+    """The head sampler and the export-processor factory the configurator installs.
+
+    Every span is recorded; the head sampler marks the consistent baseline share, and
+    each exporter sits behind a tail processor that keeps whole traces by the policy.
+    Its self-metrics go to the global meter provider, which `setup_metrics` installed.
+    `OTEL_BSP_SCHEDULE_DELAY` and `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` keep their SDK meaning
+    for the tail processor's export queue.
+    """
+    environ = os.environ if environ is None else environ
+    _route_sampling_logs()
+    policy = settings.sampling
+    schedule_delay = _positive_int(environ, OTEL_BSP_SCHEDULE_DELAY, _DEFAULT_SCHEDULE_DELAY_MILLIS)
+    batch_size = _positive_int(
+        environ, OTEL_BSP_MAX_EXPORT_BATCH_SIZE, _DEFAULT_MAX_EXPORT_BATCH_SIZE
+    )
+
+    def export_processor(exporter: SpanExporter) -> SpanProcessor:
+        return TailSamplingProcessor(
+            exporter,
+            policy,
+            meter_provider=get_meter_provider(),
+            schedule_delay_millis=schedule_delay,
+            max_export_batch_size=batch_size,
+        )
+
+    return ConsistentBaselineSampler.from_policy(policy), export_processor
+
+
+def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        internal_logger.warning(
+            "%s: expected a whole number of at least 1, got %r; using the default %r",
+            name,
+            raw,
+            default,
+        )
+        return default
+    return value
+
+
+def _route_sampling_logs() -> None:
+    # The sampler's own records (a failed export) go where crm-otel's do, never into
+    # the handlers crm-otel installs on the root logger (no feedback loops).
+    sampling_logger = logging.getLogger("sampling")
+    sampling_logger.propagate = False
+    for handler in internal_logger.handlers:
+        if handler not in sampling_logger.handlers:
+            sampling_logger.addHandler(handler)

@@ -265,6 +265,7 @@ class CrmProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(10)
+        self._log.close()
         return self.process.returncode
 
 

@@ -299,3 +299,15 @@ def test_runserver_with_autoreloader(crm: None, receiver: OtlpReceiver) -> None:
         output = web.output()
     assert "Traceback" not in output
     assert [s for s in receiver.spans() if s["attributes"].get("crm.correlation_id") == "reload-1"]
+
+
+def test_metrics_scrapes_make_no_traces(crm: None, receiver: OtlpReceiver) -> None:
+    """Scraping `/metrics` (once a second in production) creates no server span."""
+    with running(start_web(crm_env(receiver))) as web:
+        for _ in range(3):
+            assert get(web.url + "/metrics")[0] == 200
+        assert (
+            get(web.url + "/api/v1/leads/", headers={"X-Correlation-ID": "after-scrape"})[0] == 200
+        )
+        _server_span(receiver, "GET api/v1/leads/", "after-scrape")
+    assert [s for s in receiver.spans() if s["kind"] == SERVER and s["name"] == "GET"] == []

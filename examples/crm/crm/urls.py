@@ -10,4 +10,5 @@ urlpatterns = [
     path("api/v1/search/", views.search),
     path("api/v1/slow/", views.slow),
     path("api/v1/boom/", views.boom),
+    path("api/v1/login/", views.login),
 ]

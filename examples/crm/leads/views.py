@@ -125,3 +125,17 @@ def slow(request: HttpRequest) -> JsonResponse:
 def boom(request: HttpRequest) -> JsonResponse:
     Lead.objects.exists()
     raise RuntimeError("boom: the example CRM failed on purpose")
+
+
+@csrf_exempt
+def login(request: HttpRequest) -> JsonResponse:
+    """Logs a login the careless way, password in `extra`: crm-otel must redact it.
+
+    Without a password it returns (not raises) a 400, which Django logs after every
+    middleware has run: crm-otel's access middleware logs it in the request's span instead.
+    """
+    data = json.loads(request.body or b"{}")
+    logger.info("login", extra={"username": data.get("username"), "password": data.get("password")})
+    if not data.get("password"):
+        return JsonResponse({"error": "password required"}, status=400)
+    return JsonResponse({"ok": True})

@@ -1,0 +1,137 @@
+"""Span processors of the logs subsystem: attribute redaction and workflow execution events."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.trace import StatusCode
+
+from crm_otel.logs._formatter import SPAN_CONTEXT_ATTR
+from crm_otel.logs._redact import REDACTED, Redactor
+from semconv import attributes, spans
+
+WORKFLOW_LOGGER = "workflow"
+"""The logger of workflow execution events (the design's `workflow` logger)."""
+
+workflow_logger = logging.getLogger(WORKFLOW_LOGGER)
+
+
+# Attributes holding a URL or its query string (`http.target`, `http.url`, `url.full`,
+# `url.query`): `?api_key=...&token=...` parameters are redacted in their values.
+_URL_KEY_SUFFIXES = ("url", "target", "query", "url.full", "uri")
+
+
+def _redacted_values(store: dict[str, Any], redactor: Redactor) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    for key, value in store.items():
+        if redactor.is_sensitive(key):
+            changes[key] = REDACTED
+        elif isinstance(value, str) and "=" in value and key.endswith(_URL_KEY_SUFFIXES):
+            redacted = redactor.text(value)
+            if redacted != value:
+                changes[key] = redacted
+    return changes
+
+
+def _redact_in_place(bounded: Any, redactor: Redactor) -> int:
+    """Redact an ended span's `BoundedAttributes` in place; return how many values changed.
+
+    Ended, the container refuses `__setitem__`, so the values are replaced in its dict
+    under its own lock: no copy is made unless a value changes, key order is kept, and
+    every processor after this one (and the exporter) sees the same redacted object.
+    """
+    store = getattr(bounded, "_dict", None)
+    if not isinstance(bounded, BoundedAttributes) or not isinstance(store, dict):
+        return 0
+    changes = _redacted_values(store, redactor)
+    if not changes:
+        return 0
+    with bounded._lock:
+        store.update(changes)
+    return len(changes)
+
+
+class RedactingSpanProcessor(SpanProcessor):
+    """Rewrites the values of sensitive span and event attributes to `[REDACTED]` at span end.
+
+    Must come before the export processor (crm-otel's configurator puts it there).
+    Stateless apart from a counter, so it takes no lock.
+    """
+
+    def __init__(self, redactor: Redactor) -> None:
+        self.redactor = redactor
+        self.redacted = 0
+        """Attribute values redacted so far (approximate under threads: a plain counter)."""
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        return None
+
+    def on_end(self, span: ReadableSpan) -> None:
+        count = _redact_in_place(span._attributes, self.redactor)
+        for event in span.events:
+            count += _redact_in_place(getattr(event, "_attributes", None), self.redactor)
+        for link in span.links:
+            count += _redact_in_place(getattr(link, "_attributes", None), self.redactor)
+        if count:
+            self.redacted += count
+
+
+class WorkflowLogProcessor(SpanProcessor):
+    """Logs the design's "Workflow Execution" line when a `workflow.execute` span ends.
+
+    Logs in the thread that ends the span, so the line carries that request's or task's
+    correlation id; the trace and span ids are the workflow span's. Stateless: no lock.
+    """
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        return None
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if span.name != spans.WORKFLOW_EXECUTE:
+            return
+        attrs = span.attributes or {}
+        completed = [e for e in span.events if e.name == spans.EVENT_ACTION_COMPLETE]
+        failed = sum(
+            1
+            for e in completed
+            if (e.attributes or {}).get(attributes.ACTION_STATUS)
+            == attributes.ActionStatus.FAILURE.value
+        )
+        success = span.status.status_code is not StatusCode.ERROR and failed == 0
+        executed = len(completed) if completed else attrs.get(attributes.WORKFLOW_ACTION_COUNT, 0)
+        duration_ms = (
+            round((span.end_time - span.start_time) / 1e6, 1)
+            if span.end_time is not None and span.start_time is not None
+            else None
+        )
+        extra: dict[str, Any] = {
+            "event_type": "workflow.executed",
+            "workflow_id": attrs.get(attributes.WORKFLOW_ID),
+            "workflow_name": attrs.get(attributes.WORKFLOW_NAME),
+            "duration_ms": duration_ms,
+            "success": success,
+            "actions_executed": executed,
+            "actions_failed": failed,
+            SPAN_CONTEXT_ATTR: span.context,
+        }
+        if not success:
+            for event in span.events:
+                if event.name == "exception":
+                    event_attrs = event.attributes or {}
+                    # Unqualified, as the formatter writes the type of a logged exception.
+                    extra["exception_type"] = str(event_attrs.get("exception.type", "")).rsplit(
+                        ".", 1
+                    )[-1]
+                    extra["exception_message"] = event_attrs.get("exception.message")
+                    break
+        workflow_logger.log(
+            logging.INFO if success else logging.ERROR,
+            "workflow %s %s",
+            extra["workflow_name"] or extra["workflow_id"],
+            "executed" if success else "failed",
+            extra=extra,
+        )

@@ -1,0 +1,106 @@
+"""Settings of the logs subsystem, read from the environment."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from crm_otel._env import EnvReader, define, register_settings
+from crm_otel._settings import CRM_OTEL_ENVIRONMENT
+from semconv.attributes import Environment
+
+DEFAULT_SERVICE_NAME = "crm-backend"
+"""`service` of every line when neither `OTEL_SERVICE_NAME` nor the resource names one."""
+
+CRM_OTEL_LOG_JSON = define(
+    "CRM_OTEL_LOG_JSON",
+    "true",
+    "Install crm-otel's JSON handlers (stdout, and the file when set) on the root logger; "
+    "`false` leaves the app's logging alone (the OTel logs bridge still follows "
+    "`OTEL_LOGS_EXPORTER`).",
+)
+CRM_OTEL_LOG_LEVEL = define(
+    "CRM_OTEL_LOG_LEVEL",
+    "INFO",
+    "Level of the root logger set at startup: DEBUG, INFO, WARNING, ERROR or CRITICAL. "
+    "A `root` level in the app's own `LOGGING` wins.",
+)
+CRM_OTEL_LOG_FILE = define(
+    "CRM_OTEL_LOG_FILE",
+    "",
+    "Path of a rotating JSON log file written beside stdout; unset writes no file. "
+    "`{pid}` in it is replaced by the process id (one file per gunicorn/Celery worker).",
+)
+CRM_OTEL_LOG_FILE_MAX_BYTES = define(
+    "CRM_OTEL_LOG_FILE_MAX_BYTES",
+    "10485760",
+    "Size in bytes at which the log file is rotated (10 MB); at least 1024.",
+)
+CRM_OTEL_LOG_FILE_BACKUPS = define(
+    "CRM_OTEL_LOG_FILE_BACKUPS",
+    "10",
+    "Rotated log files kept (`app.log.1` ... `app.log.N`); the oldest is deleted.",
+)
+CRM_OTEL_REDACT_KEYS = define(
+    "CRM_OTEL_REDACT_KEYS",
+    "",
+    "Comma-separated key fragments redacted in addition to the built-in list "
+    "(password, passwd, pwd, secret, token, authorization, cookie, api key, session, csrf, "
+    "private key, credential); matching ignores case and `_`, `-`, `.` and spaces.",
+)
+
+_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """The effective configuration of crm-otel's logs."""
+
+    json: bool
+    level: int
+    service: str
+    environment: str
+    file: str | None
+    file_max_bytes: int
+    file_backups: int
+    redact_keys: tuple[str, ...]
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str],
+        *,
+        service: str | None = None,
+        reader: EnvReader | None = None,
+    ) -> LogSettings:
+        """Build the settings from `environ`; `service` (the resource's) wins when given."""
+        env = reader or EnvReader(environ)
+        extra_keys = tuple(
+            key.strip() for key in env.text(CRM_OTEL_REDACT_KEYS).split(",") if key.strip()
+        )
+        return cls(
+            json=env.boolean(CRM_OTEL_LOG_JSON),
+            level=logging.getLevelName(env.choice(CRM_OTEL_LOG_LEVEL, _LEVELS).upper()),
+            service=service or _service_name(environ),
+            environment=env.choice(CRM_OTEL_ENVIRONMENT, tuple(e.value for e in Environment)),
+            file=env.raw(CRM_OTEL_LOG_FILE),
+            file_max_bytes=env.integer(CRM_OTEL_LOG_FILE_MAX_BYTES, 1024),
+            file_backups=env.integer(CRM_OTEL_LOG_FILE_BACKUPS, 0, 1000),
+            redact_keys=extra_keys,
+        )
+
+
+def _service_name(environ: Mapping[str, str]) -> str:
+    """`OTEL_SERVICE_NAME`, else `service.name` in `OTEL_RESOURCE_ATTRIBUTES`, else the default."""
+    name = environ.get("OTEL_SERVICE_NAME", "").strip()
+    if name:
+        return name
+    for pair in environ.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
+        key, _, value = pair.partition("=")
+        if key.strip() == "service.name" and value.strip():
+            return value.strip()
+    return DEFAULT_SERVICE_NAME
+
+
+register_settings(lambda reader: LogSettings.from_env(reader.environ, reader=reader))

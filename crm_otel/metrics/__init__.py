@@ -1,0 +1,154 @@
+"""Metrics: the design's Prometheus families, recorded through the OpenTelemetry SDK.
+
+`setup_metrics` installs the global MeterProvider (with the exporters named by
+`OTEL_METRICS_EXPORTER`, and a reader feeding this process's state file); the Django
+middleware `MetricsMiddleware` answers `GET /metrics` on the app's own port; Celery
+workers answer on a standalone port. App code records WebSocket metrics with the
+`websocket_*` helpers.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from opentelemetry import metrics as otel_metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    InMemoryMetricReader,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor
+
+from crm_otel._log import internal_logger
+from crm_otel._version import __version__
+from crm_otel.metrics import _runtime
+from crm_otel.metrics._django import MetricsMiddleware
+from crm_otel.metrics._instruments import Instruments, views
+from crm_otel.metrics._settings import MetricsSettings
+
+GROUP_VARIABLE = "_CRM_OTEL_METRICS_GROUP"
+"""Set by the first process of a server (gunicorn master, Celery worker, runserver) and
+inherited by the processes it forks or starts: the processes whose files one scrape merges."""
+
+METER_NAME = "crm_otel"
+
+
+def setup_metrics(
+    resource: Resource, exporters: dict[str, Any], environ: Mapping[str, str]
+) -> None:
+    """Create and install the global MeterProvider, and the metrics of this process."""
+    settings = MetricsSettings.from_env(environ)
+    readers: list[MetricReader] = []
+    for exporter_class in exporters.values():
+        if isinstance(exporter_class, type) and issubclass(exporter_class, MetricReader):
+            readers.append(exporter_class())
+        else:
+            readers.append(PeriodicExportingMetricReader(exporter_class()))
+    state_reader = InMemoryMetricReader() if settings.enabled else None
+    if state_reader is not None:
+        readers.append(state_reader)
+    provider = MeterProvider(resource=resource, metric_readers=readers, views=views())
+    otel_metrics.set_meter_provider(provider)
+    if state_reader is None:
+        _runtime.install(None)
+        return
+    try:
+        _runtime.install(_build_runtime(settings, provider, state_reader))
+    except Exception:  # metrics must never stop the app or its tracing
+        internal_logger.exception("crm-otel metrics could not start; the app runs without them")
+        _runtime.install(None)
+
+
+def _build_runtime(
+    settings: MetricsSettings, provider: MeterProvider, reader: InMemoryMetricReader
+) -> _runtime.Runtime:
+    from crm_otel.metrics import _celery, _django, _process
+    from crm_otel.metrics._recorder import ProcessRecorder
+    from crm_otel.metrics._redis import RedisPoller
+    from crm_otel.metrics._store import GroupStore, remove_old_groups
+    from semconv import metrics as semconv_metrics
+
+    group = os.environ.get(GROUP_VARIABLE)
+    if not group:
+        group = f"g-{os.getpid()}-{int(time.time())}"
+        os.environ[GROUP_VARIABLE] = group
+        remove_old_groups(settings.directory, keep=group)
+    store = GroupStore(os.path.join(settings.directory, group))
+    meter = provider.get_meter(METER_NAME, __version__)
+    instruments = Instruments.create(meter, settings.label_cap)
+    poller = RedisPoller(settings.redis_poll_s)
+    _observable(meter, semconv_metrics.CACHE_EVICTIONS, "counter", poller.observe_evictions)
+    _observable(meter, semconv_metrics.CELERY_QUEUE_LENGTH, "gauge", poller.observe_queue_lengths)
+    _observable(meter, semconv_metrics.PROCESS_RESIDENT_MEMORY, "gauge", _process.observe_memory)
+    _observable(meter, semconv_metrics.PROCESS_CPU_TIME, "counter", _process.observe_cpu)
+    recorder = ProcessRecorder(store, reader, settings.write_interval_s)
+    runtime = _runtime.Runtime(settings, instruments, recorder, poller)
+    _django.connect_signals()
+    _celery.connect_signals()
+    return runtime
+
+
+def _observable(meter: Any, definition: Any, kind: str, callback: Callable[..., Any]) -> None:
+    create = meter.create_observable_counter if kind == "counter" else meter.create_observable_gauge
+    create(
+        definition.name,
+        callbacks=[callback],
+        unit=definition.unit,
+        description=definition.description,
+    )
+
+
+def span_processors() -> list[SpanProcessor]:
+    """Span processors that derive metrics from spans (they see every span, before sampling)."""
+    from crm_otel.metrics._spans import BusinessMetricsProcessor
+
+    return [BusinessMetricsProcessor()]
+
+
+def redis_hooks() -> tuple[Callable[..., None], Callable[..., None]] | None:
+    """`(request_hook, response_hook)` for `RedisInstrumentor().instrument(...)`, or None
+    when metrics are off."""
+    if _runtime.current() is None:
+        return None
+    from crm_otel.metrics._redis import request_hook, response_hook
+
+    return request_hook, response_hook
+
+
+def websocket_connected() -> float:
+    """Count a WebSocket connection as open; pass the returned value to `websocket_disconnected`."""
+    runtime = _runtime.current()
+    if runtime is not None:
+        runtime.instruments.websocket_active.add(1)
+    return time.monotonic()
+
+
+def websocket_disconnected(connected_at: float) -> None:
+    """Count a WebSocket connection as closed and record how long it was open."""
+    runtime = _runtime.current()
+    if runtime is not None:
+        runtime.instruments.websocket_active.add(-1)
+        runtime.instruments.websocket_duration.record(max(0.0, time.monotonic() - connected_at))
+
+
+def websocket_message_sent(count: int = 1) -> None:
+    """Count WebSocket messages sent to clients."""
+    runtime = _runtime.current()
+    if runtime is not None and count > 0:
+        runtime.instruments.websocket_messages.add(count)
+
+
+__all__ = [
+    "MetricsMiddleware",
+    "redis_hooks",
+    "setup_metrics",
+    "span_processors",
+    "websocket_connected",
+    "websocket_disconnected",
+    "websocket_message_sent",
+]

@@ -1,0 +1,156 @@
+"""Span processors: attribute redaction before export, and workflow execution events."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Status, StatusCode
+
+from crm_otel import TracingInstrumentation
+from crm_otel._context import correlation_id_var
+from crm_otel.logs import (
+    REDACTED,
+    WORKFLOW_LOGGER,
+    RedactingSpanProcessor,
+    Redactor,
+    span_processors,
+)
+from semconv import attributes, spans
+
+
+def _provider() -> tuple[TracerProvider, InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    for processor in span_processors():
+        provider.add_span_processor(processor)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
+
+
+def test_sensitive_span_attributes_are_redacted_before_export() -> None:
+    """Span, event and link attributes under sensitive keys, and sensitive query parameters
+    in URL attributes, reach the exporter redacted, in their original order, the others
+    untouched."""
+    provider, exporter = _provider()
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span(
+        "GET /login",
+        attributes={
+            "http.request.header.authorization": ("Bearer s3cr3t",),
+            "http.method": "GET",
+            "user.password": "hunter2",
+            "http.request.header.cookie": ("sessionid=abc",),
+        },
+    ) as span:
+        span.add_event("login", {"api_key": "k-1", "user": "ada"})
+        span.set_attribute("db.statement", "SELECT 1 WHERE a = 1")
+        span.set_attribute("http.target", "/api/v1/search/?q=ada&access_token=t0k&page=2")
+    [exported] = exporter.get_finished_spans()
+    assert dict(exported.attributes or {}) == {
+        "http.request.header.authorization": REDACTED,
+        "http.method": "GET",
+        "user.password": REDACTED,
+        "http.request.header.cookie": REDACTED,
+        "db.statement": "SELECT 1 WHERE a = 1",
+        "http.target": f"/api/v1/search/?q=ada&access_token={REDACTED}&page=2",
+    }
+    assert dict(exported.events[0].attributes or {}) == {"api_key": REDACTED, "user": "ada"}
+    assert "s3cr3t" not in exported.to_json() and "hunter2" not in exported.to_json()
+
+
+def test_spans_without_secrets_are_left_as_they_are() -> None:
+    """A span with no sensitive key keeps its very attributes object, and nothing is counted."""
+    processor = RedactingSpanProcessor(Redactor())
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with provider.get_tracer("test").start_as_current_span("plain", attributes={"a": 1}) as span:
+        live_attributes = span._attributes  # type: ignore[attr-defined]
+    [exported] = exporter.get_finished_spans()
+    assert exported._attributes is live_attributes
+    assert dict(exported.attributes or {}) == {"a": 1}
+    assert processor.redacted == 0
+
+
+def _workflow(fail: bool) -> None:
+    actions = ["update_field", "send_email", "assign_owner"]
+    with TracingInstrumentation.create_span(
+        spans.WORKFLOW_EXECUTE,
+        {
+            attributes.WORKFLOW_ID: "wf-1",
+            attributes.WORKFLOW_NAME: "Qualify High-Value Leads",
+            attributes.WORKFLOW_ACTION_COUNT: len(actions),
+        },
+    ) as span:
+        for index, action in enumerate(actions):
+            span.add_event(spans.EVENT_ACTION_START, {attributes.ACTION_TYPE: action})
+            status = "failure" if fail and index == 1 else "success"
+            span.add_event(
+                spans.EVENT_ACTION_COMPLETE,
+                {attributes.ACTION_TYPE: action, attributes.ACTION_STATUS: status},
+            )
+            if status == "failure":
+                raise RuntimeError(f"action {action} failed")
+
+
+def test_workflow_execution_line(
+    span_exporter: InMemorySpanExporter,
+    records: list[logging.LogRecord],
+    lines: list[dict[str, Any]],
+) -> None:
+    """A `workflow.execute` span that ends logs the design's Workflow Execution fields,
+    with the workflow span's ids and the correlation id of the code that ran it."""
+    provider = trace.get_tracer_provider()
+    for processor in span_processors():
+        provider.add_span_processor(processor)  # type: ignore[attr-defined]
+    token = correlation_id_var.set("abc-125")
+    try:
+        _workflow(fail=False)
+    finally:
+        correlation_id_var.reset(token)
+    [record] = [r for r in records if r.name == WORKFLOW_LOGGER]
+    [span] = span_exporter.get_finished_spans()
+    assert record.levelno == logging.INFO
+    assert record.event_type == "workflow.executed"  # type: ignore[attr-defined]
+    assert record.workflow_id == "wf-1"  # type: ignore[attr-defined]
+    assert record.workflow_name == "Qualify High-Value Leads"  # type: ignore[attr-defined]
+    assert record.success is True  # type: ignore[attr-defined]
+    assert record.actions_executed == 3  # type: ignore[attr-defined]
+    expected_ms = (span.end_time - span.start_time) / 1e6  # type: ignore[operator]
+    assert record.duration_ms == pytest.approx(expected_ms, abs=0.1)  # type: ignore[attr-defined]
+    [line] = [x for x in lines if x["logger"] == WORKFLOW_LOGGER]
+    assert line["correlation_id"] == "abc-125"
+    assert line["trace_id"] == format(span.context.trace_id, "032x")
+    assert line["span_id"] == format(span.context.span_id, "016x")
+
+
+def test_failed_workflow_line(
+    span_exporter: InMemorySpanExporter, records: list[logging.LogRecord]
+) -> None:
+    """A workflow whose action fails logs at ERROR with success false and the exception."""
+    provider = trace.get_tracer_provider()
+    for processor in span_processors():
+        provider.add_span_processor(processor)  # type: ignore[attr-defined]
+    with pytest.raises(RuntimeError):
+        _workflow(fail=True)
+    [record] = [r for r in records if r.name == WORKFLOW_LOGGER]
+    assert record.levelno == logging.ERROR
+    assert record.success is False  # type: ignore[attr-defined]
+    assert record.actions_executed == 2 and record.actions_failed == 1  # type: ignore[attr-defined]
+    assert record.exception_type == "RuntimeError"  # type: ignore[attr-defined]
+    assert span_exporter.get_finished_spans()[0].status.status_code is StatusCode.ERROR
+
+
+def test_other_spans_log_nothing(records: list[logging.LogRecord]) -> None:
+    """Only `workflow.execute` spans produce a workflow line."""
+    provider, _ = _provider()
+    with provider.get_tracer("t").start_as_current_span("search.query") as span:
+        span.set_status(Status(StatusCode.OK))
+    assert [r for r in records if r.name == WORKFLOW_LOGGER] == []
