@@ -128,9 +128,7 @@ class RequestContextMiddleware:
         context = request_context_var.get()
         if context is None:
             return
-        match = getattr(request, "resolver_match", None)
-        if match is not None and match.route:
-            context["path"] = "/" + match.route.lstrip("^")
+        context["path"] = route_template(getattr(request, "resolver_match", None))
         span = trace.get_current_span()
         user = getattr(request, "user", None)
         if user is not None and getattr(user, "is_authenticated", False):
@@ -142,6 +140,15 @@ class RequestContextMiddleware:
         if org_id is not None:
             context["org_id"] = str(org_id)
             span.set_attribute(attributes.ORG_ID, context["org_id"])
+
+
+def route_template(match: Any) -> str | None:
+    """The route template of a resolved request with a leading slash
+    (`/api/v1/leads/<int:pk>/`), or None when no route matched."""
+    route = getattr(match, "route", None)
+    if route is None:
+        return None
+    return "/" + str(route).lstrip("^").rstrip("$").lstrip("/")
 
 
 def _follow(obj: Any, path: list[str]) -> Any:

@@ -10,6 +10,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from crm_otel._django import route_template
 from crm_otel.metrics import _runtime
 from semconv.metrics import OTHER, UNMATCHED_PATH, DbErrorType, QueryType
 
@@ -53,7 +54,7 @@ class MetricsMiddleware:
         status = response.status_code
         labels = {
             "method": method,
-            "path": route_template(getattr(request, "resolver_match", None)),
+            "path": route_template(getattr(request, "resolver_match", None)) or UNMATCHED_PATH,
             "status": str(status) if 100 <= status <= 599 else OTHER,
         }
         instruments = runtime.instruments
@@ -91,16 +92,6 @@ def _scrape_response(runtime: _runtime.Runtime, request: Any) -> Any:
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
     response["Cache-Control"] = "no-store"
     return response
-
-
-def route_template(match: Any) -> str:
-    """The route template of a resolved request with a leading slash, else `unmatched`."""
-    if match is None:
-        return UNMATCHED_PATH
-    route = getattr(match, "route", None)
-    if route is None:
-        return UNMATCHED_PATH
-    return "/" + str(route).lstrip("^").rstrip("$").lstrip("/")
 
 
 def query_type(sql: object) -> str:

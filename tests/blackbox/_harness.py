@@ -361,6 +361,26 @@ def running(process: CrmProcess) -> Iterator[CrmProcess]:
         process.stop()
 
 
+def _reachable(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def require_services() -> None:
+    """PostgreSQL and Redis must be up: under CI a missing service fails, never skips."""
+    import pytest
+
+    missing = [
+        name for name, port in (("PostgreSQL", 5432), ("Redis", 6379)) if not _reachable(port)
+    ]
+    if missing:
+        message = f"not running on 127.0.0.1: {', '.join(missing)}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
 def reset_database() -> None:
     """Create a fresh PostgreSQL database for the example CRM and migrate it (untraced)."""
     import psycopg2

@@ -12,8 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -30,6 +28,7 @@ from tests.blackbox._harness import (
     OtlpReceiver,
     crm_env,
     get,
+    require_services,
     reset_database,
     reset_redis,
     start_web,
@@ -45,23 +44,6 @@ after ~5 s, then two samples in each 1m rate window); shared by all the queries.
 
 LATE_GRACE = 5.0
 """Seconds each query still gets once the shared deadline has passed."""
-
-
-def _reachable(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(1)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _require_services() -> None:
-    missing = [
-        name for name, port in (("PostgreSQL", 5432), ("Redis", 6379)) if not _reachable(port)
-    ]
-    if missing:
-        message = f"not running on 127.0.0.1: {', '.join(missing)}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 def _rules_evaluated_every_scrape(directory: Path) -> list[Path]:
@@ -140,7 +122,7 @@ class Live:
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     """The example CRM under gunicorn with traffic, scraped by Prometheus with the rules loaded."""
     require_tool("prometheus")
-    _require_services()
+    require_services()
     reset_database()
     reset_redis()
     receiver = OtlpReceiver()

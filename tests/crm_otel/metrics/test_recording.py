@@ -15,8 +15,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Status, StatusCode
 
 from crm_otel import metrics
+from crm_otel._django import route_template
 from crm_otel.metrics import _runtime
-from crm_otel.metrics._django import error_type, is_pool_exhaustion, query_type, route_template
+from crm_otel.metrics._django import error_type, is_pool_exhaustion, query_type
 from crm_otel.metrics._redis import request_hook, response_hook
 from crm_otel.metrics._spans import BusinessMetricsProcessor
 from semconv import attributes, spans
@@ -167,9 +168,9 @@ def test_route_template_has_a_leading_slash(route: str, expected: str) -> None:
     assert route_template(SimpleNamespace(route=route)) == expected
 
 
-def test_unresolved_request_has_the_fixed_path() -> None:
-    """A request no route matched is `unmatched`, whatever its raw path."""
-    assert route_template(None) == "unmatched"
+def test_unresolved_request_has_no_template() -> None:
+    """A request no route matched has no template (the metrics label it `unmatched`)."""
+    assert route_template(None) is None
 
 
 @pytest.mark.parametrize(
