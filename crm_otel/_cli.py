@@ -59,6 +59,8 @@ def check(environ: Mapping[str, str], out: TextIO) -> int:
     out.write(f"crm-otel {__version__}: effective configuration\n")
     width = max(len(name) for name in [*VARIABLES, *OTEL_SHOWN])
     for variable in VARIABLES.values():
+        if variable.standard and variable.name in OTEL_SHOWN:
+            continue
         given = reader.raw(variable.name)
         shown = given if given is not None else variable.default
         if variable.secret and given is not None:

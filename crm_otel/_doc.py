@@ -13,6 +13,8 @@ def env_table() -> str:
     settings_builders()  # imports every subsystem, so every variable is declared
     rows = ["| variable | default | meaning |", "|---|---|---|"]
     for variable in VARIABLES.values():
+        if variable.standard:
+            continue
         default = f"`{variable.default}`" if variable.default else "(unset)"
         rows.append(f"| `{variable.name}` | {default} | {variable.description} |")
     return "\n".join([BEGIN, *rows, END])

@@ -26,15 +26,19 @@ class Variable:
     default: str
     description: str
     secret: bool = False
+    standard: bool = False
+    """A standard `OTEL_*` variable crm-otel also reads (not listed as crm-otel's own)."""
 
 
 VARIABLES: dict[str, Variable] = {}
 """Every variable declared with `define`, by name, in declaration order."""
 
 
-def define(name: str, default: str, description: str, *, secret: bool = False) -> str:
+def define(
+    name: str, default: str, description: str, *, secret: bool = False, standard: bool = False
+) -> str:
     """Declare a variable and return its name, for use as a module constant."""
-    VARIABLES[name] = Variable(name, default, description, secret)
+    VARIABLES[name] = Variable(name, default, description, secret, standard)
     return name
 
 

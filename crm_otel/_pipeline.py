@@ -7,20 +7,27 @@ import os
 from collections.abc import Callable, Mapping
 
 from opentelemetry.metrics import get_meter_provider
-from opentelemetry.sdk.environment_variables import (
-    OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
-    OTEL_BSP_SCHEDULE_DELAY,
-)
 from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.sdk.trace.sampling import Sampler
 
+from crm_otel._env import EnvReader, define
 from crm_otel._log import internal_logger
 from crm_otel._settings import Settings
 from sampling import ConsistentBaselineSampler, TailSamplingProcessor
 
-_DEFAULT_SCHEDULE_DELAY_MILLIS = 5000
-_DEFAULT_MAX_EXPORT_BATCH_SIZE = 512
+OTEL_BSP_SCHEDULE_DELAY = define(
+    "OTEL_BSP_SCHEDULE_DELAY",
+    "5000",
+    "Milliseconds between exports of kept spans (the SDK's meaning, for the tail's queue).",
+    standard=True,
+)
+OTEL_BSP_MAX_EXPORT_BATCH_SIZE = define(
+    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+    "512",
+    "Kept spans per export call (the SDK's meaning, for the tail's queue).",
+    standard=True,
+)
 
 
 def span_pipeline(
@@ -37,10 +44,9 @@ def span_pipeline(
     environ = os.environ if environ is None else environ
     _route_sampling_logs()
     policy = settings.sampling
-    schedule_delay = _positive_int(environ, OTEL_BSP_SCHEDULE_DELAY, _DEFAULT_SCHEDULE_DELAY_MILLIS)
-    batch_size = _positive_int(
-        environ, OTEL_BSP_MAX_EXPORT_BATCH_SIZE, _DEFAULT_MAX_EXPORT_BATCH_SIZE
-    )
+    env = EnvReader(environ)
+    schedule_delay = env.integer(OTEL_BSP_SCHEDULE_DELAY, 1)
+    batch_size = env.integer(OTEL_BSP_MAX_EXPORT_BATCH_SIZE, 1)
 
     def export_processor(exporter: SpanExporter) -> SpanProcessor:
         return TailSamplingProcessor(
@@ -52,25 +58,6 @@ def span_pipeline(
         )
 
     return ConsistentBaselineSampler.from_policy(policy), export_processor
-
-
-def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        internal_logger.warning(
-            "%s: expected a whole number of at least 1, got %r; using the default %r",
-            name,
-            raw,
-            default,
-        )
-        return default
-    return value
 
 
 def _route_sampling_logs() -> None:

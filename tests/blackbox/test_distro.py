@@ -311,3 +311,18 @@ def test_metrics_scrapes_make_no_traces(crm: None, receiver: OtlpReceiver) -> No
         )
         _server_span(receiver, "GET api/v1/leads/", "after-scrape")
     assert [s for s in receiver.spans() if s["kind"] == SERVER and s["name"] == "GET"] == []
+
+
+@pytest.mark.parametrize("exporter", ["console", "none"])
+def test_console_and_none_trace_exporters(crm: None, receiver: OtlpReceiver, exporter: str) -> None:
+    """`OTEL_TRACES_EXPORTER=console` prints spans on stdout, `none` exports nothing; the
+    app serves either way and nothing reaches the OTLP endpoint."""
+    env = crm_env(receiver, OTEL_TRACES_EXPORTER=exporter, OTEL_BSP_SCHEDULE_DELAY="100")
+    with running(start_web(env)) as web:
+        assert get(web.url + "/api/v1/leads/", headers={"X-Correlation-ID": "exp-1"})[0] == 200
+        time.sleep(1.0)
+        web.stop()
+        output = web.output()
+    printed = '"name": "GET api/v1/leads/"' in output
+    assert printed is (exporter == "console")
+    assert receiver.spans() == []

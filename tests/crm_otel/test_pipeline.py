@@ -66,5 +66,5 @@ def test_bad_bsp_value_falls_back_to_the_sdk_default() -> None:
         processor.shutdown()
     assert [r.getMessage() for r in records] == [
         "OTEL_BSP_SCHEDULE_DELAY: expected a whole number of at least 1, got 'soon'; "
-        "using the default 5000"
+        "using the default '5000'"
     ]
