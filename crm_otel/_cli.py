@@ -36,6 +36,15 @@ def mask_headers(value: str) -> str:
     )
 
 
+def mask_url(value: str) -> str:
+    """`value` with the password or token of its `user:secret@` part hidden."""
+    scheme, sep, rest = value.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return value
+    userinfo, _, host = rest.partition("@")
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
+
+
 def check(environ: Mapping[str, str], out: TextIO) -> int:
     """Print the effective configuration of `environ`; return 1 if any value is bad."""
     env = dict(environ)
@@ -71,7 +80,7 @@ def check(environ: Mapping[str, str], out: TextIO) -> int:
         value = env.get(name)
         if value is None:
             continue
-        shown = mask_headers(value) if name.endswith("_HEADERS") else value
+        shown = mask_headers(value) if name.endswith("_HEADERS") else mask_url(value)
         out.write(f"  {name:<{width}} = {shown}\n")
     if problems:
         out.write(f"{len(problems)} bad value(s):\n")

@@ -7,7 +7,7 @@ import signal
 import threading
 from types import FrameType
 
-from crm_otel._providers import flush_all
+from crm_otel._providers import FLUSH_TIMEOUT_MILLIS, flush_all
 
 
 def install_sigterm_flush() -> None:
@@ -24,6 +24,11 @@ def install_sigterm_flush() -> None:
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    flush_all()
+    # The handler runs on the main thread between two bytecodes, possibly inside a
+    # processor's lock: flushing here could wait on that lock forever. A thread flushes,
+    # and the process dies when it is done or its time is up, whichever comes first.
+    flusher = threading.Thread(target=flush_all, name="crm-otel-sigterm-flush", daemon=True)
+    flusher.start()
+    flusher.join(FLUSH_TIMEOUT_MILLIS / 1000 + 1)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)

@@ -18,7 +18,8 @@ CRM_OTEL_ENVIRONMENT = define(
 CRM_OTEL_SAMPLING_RATIO = define(
     "CRM_OTEL_SAMPLING_RATIO",
     "0.1",
-    "Share of successful, fast traces kept, 0.0 to 1.0 (1.0 when unset in development).",
+    "Share of successful, fast traces kept, 0.0 to 1.0 (development keeps every trace, "
+    "whatever this says).",
 )
 CRM_OTEL_SLOW_THRESHOLD_MS = define(
     "CRM_OTEL_SLOW_THRESHOLD_MS",
@@ -29,7 +30,8 @@ CRM_OTEL_KEEP_ERRORS = define("CRM_OTEL_KEEP_ERRORS", "true", "Keep every trace 
 CRM_OTEL_SAMPLING_MAX_BUFFERED_SPANS = define(
     "CRM_OTEL_SAMPLING_MAX_BUFFERED_SPANS",
     "20000",
-    "Spans held across all undecided traces; at the cap the oldest traces are decided early.",
+    "Spans held across all undecided traces; at the cap the oldest traces holding spans "
+    "are decided early.",
 )
 CRM_OTEL_SAMPLING_MAX_SPANS_PER_TRACE = define(
     "CRM_OTEL_SAMPLING_MAX_SPANS_PER_TRACE",
@@ -91,7 +93,7 @@ class Settings:
         environment = env.choice(CRM_OTEL_ENVIRONMENT, tuple(e.value for e in Environment))
         development = environment == Environment.DEVELOPMENT.value
         ratio = env.number(CRM_OTEL_SAMPLING_RATIO, 0.0, 1.0)
-        if development and env.raw(CRM_OTEL_SAMPLING_RATIO) is None:
+        if development:  # the contract: everything is kept in development
             ratio = 1.0
         policy = SamplingPolicy(
             ratio=ratio,

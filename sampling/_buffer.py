@@ -96,16 +96,31 @@ def has_error(span: ReadableSpan) -> bool:
 
 
 class _Trace:
-    """One undecided trace."""
+    """One undecided trace (in this process: one or more local roots and their children)."""
 
-    __slots__ = ("created", "error", "grace", "open", "root_end", "root_start", "spans")
+    __slots__ = (
+        "created",
+        "error",
+        "grace",
+        "open",
+        "root_end",
+        "root_start",
+        "roots",
+        "slowest",
+        "spans",
+    )
 
     def __init__(self, created: int) -> None:
         self.spans: list[ReadableSpan] = []
         self.open = 0
         self.created = created
+        self.roots = 0
+        """Local roots started and not yet ended (a process can run several of a trace)."""
         self.root_start = 0
+        """Start of the earliest local root still open, or of the last one seen."""
         self.root_end = 0
+        self.slowest = 0
+        """Duration of the slowest local root that ended, in nanoseconds."""
         self.error = False
         self.grace = False
 
@@ -155,12 +170,20 @@ class TraceBuffer:
         """Note a span of an undecided (or new) trace as open."""
         trace = self._traces.get(trace_id)
         if trace is None:
-            if trace_id in self._decided:
+            decided = self._decided.get(trace_id)
+            # A new local root of a trace dropped earlier (a second task or call of the
+            # same upstream trace) gets a decision of its own: it may fail where the first
+            # did not. Spans of a kept trace keep following the decision.
+            if decided or (decided is not None and not is_root):
                 return
+            if decided is not None:
+                del self._decided[trace_id]
             trace = self._traces[trace_id] = _Trace(self._clock())
         trace.open += 1
         if is_root:
-            trace.root_start = start_time
+            if not trace.roots or start_time < trace.root_start:
+                trace.root_start = start_time
+            trace.roots += 1
 
     def ended(self, span: ReadableSpan, trace_id: int, is_root: bool, error: bool) -> bool:
         """Hold `span` or follow its trace's decision; True when a new grace needs a timer."""
@@ -176,6 +199,7 @@ class TraceBuffer:
             # Started before this processor saw it (or its decision was forgotten).
             trace = self._traces[trace_id] = _Trace(self._clock())
             trace.open = 1
+            trace.roots = 1 if is_root else 0
         trace.spans.append(span)
         trace.open -= 1
         self.buffered += 1
@@ -183,9 +207,10 @@ class TraceBuffer:
             trace.error = True
         timer = False
         if is_root:
-            trace.root_start = span.start_time or 0
+            trace.roots -= 1
             trace.root_end = span.end_time or 0
-        if trace.root_end:
+            trace.slowest = max(trace.slowest, trace.root_end - (span.start_time or 0))
+        if trace.root_end and trace.roots <= 0:
             if trace.open <= 0:
                 self._decide(trace_id, trace, None)
             elif not trace.grace:
@@ -195,7 +220,9 @@ class TraceBuffer:
         elif len(trace.spans) >= self._max_trace:
             self._decide(trace_id, trace, Cap.TRACE_SPANS)
         while self.buffered > self._max_buffered:
-            oldest_id, oldest = next(iter(self._traces.items()))
+            # The oldest trace that holds spans: deciding one that holds none (a request
+            # still in flight) frees nothing and would drop its later error.
+            oldest_id, oldest = next((i, t) for i, t in self._traces.items() if t.spans)
             self._decide(oldest_id, oldest, Cap.BUFFER)
         return timer
 
@@ -235,7 +262,7 @@ class TraceBuffer:
         self.buffered -= len(trace.spans)
         # Forced means decided before the local root ended; a root in its grace has.
         forced = False
-        if cap is not None and not trace.root_end:
+        if cap is not None and (not trace.root_end or trace.roots > 0):
             forced = True
             self.forced[cap.value] = self.forced.get(cap.value, 0) + 1
         reason = self._keep_reason(trace)
@@ -253,9 +280,13 @@ class TraceBuffer:
     def _keep_reason(self, trace: _Trace) -> Reason | None:
         if trace.error:
             return Reason.ERROR
-        if trace.root_start:
-            # A root still open has lasted at least until now (wall clock, as span times).
-            end = trace.root_end or time.time_ns()
-            if end - trace.root_start >= self._slow_ns:
-                return Reason.SLOW
+        if trace.root_end and trace.slowest >= self._slow_ns:
+            return Reason.SLOW
+        # A root still open has lasted at least until now (wall clock, as span times).
+        if (
+            trace.roots > 0
+            and trace.root_start
+            and time.time_ns() - trace.root_start >= self._slow_ns
+        ):
+            return Reason.SLOW
         return None

@@ -10,6 +10,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import StatusCode
 
+from crm_otel.logs import _state
 from crm_otel.logs._formatter import SPAN_CONTEXT_ATTR
 from crm_otel.logs._redact import REDACTED, Redactor
 from semconv import attributes, spans
@@ -20,9 +21,11 @@ WORKFLOW_LOGGER = "workflow"
 workflow_logger = logging.getLogger(WORKFLOW_LOGGER)
 
 
-# Attributes holding a URL or its query string (`http.target`, `http.url`, `url.full`,
-# `url.query`): `?api_key=...&token=...` parameters are redacted in their values.
-_URL_KEY_SUFFIXES = ("url", "target", "query", "url.full", "uri")
+# Attributes holding free text a secret can hide in: a URL or its query string
+# (`http.target`, `url.full`, `url.query`: `?api_key=...`) and a recorded exception's
+# message and stack trace (`exception.message`: "login failed password=..."). Their
+# `key=value` / `key: value` pairs under sensitive keys are redacted.
+_TEXT_KEY_SUFFIXES = ("url", "target", "query", "uri", "message", "stacktrace")
 
 
 def _redacted_values(store: dict[str, Any], redactor: Redactor) -> dict[str, Any]:
@@ -30,7 +33,11 @@ def _redacted_values(store: dict[str, Any], redactor: Redactor) -> dict[str, Any
     for key, value in store.items():
         if redactor.is_sensitive(key):
             changes[key] = REDACTED
-        elif isinstance(value, str) and "=" in value and key.endswith(_URL_KEY_SUFFIXES):
+        elif (
+            isinstance(value, str)
+            and ("=" in value or ":" in value)
+            and key.endswith(_TEXT_KEY_SUFFIXES)
+        ):
             redacted = redactor.text(value)
             if redacted != value:
                 changes[key] = redacted
@@ -126,7 +133,10 @@ class WorkflowLogProcessor(SpanProcessor):
                     extra["exception_type"] = str(event_attrs.get("exception.type", "")).rsplit(
                         ".", 1
                     )[-1]
-                    extra["exception_message"] = event_attrs.get("exception.message")
+                    message = event_attrs.get("exception.message")
+                    extra["exception_message"] = (
+                        _state.current()[1].text(message) if isinstance(message, str) else message
+                    )
                     break
         workflow_logger.log(
             logging.INFO if success else logging.ERROR,

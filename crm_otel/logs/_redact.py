@@ -40,6 +40,25 @@ def _normalise(key: str) -> str:
     return _NORMALISE.sub("", key.lower())
 
 
+def _value_end(text: str, start: int, key: str) -> int | None:
+    """Where the value that starts at `start` ends: at its closing quote when quoted (spaces
+    included), at the end of the line for a cookie or authorization header (several
+    cookies, `Bearer x`), else after one token."""
+    if start > 0 and text[start - 1] in "\"'":
+        close = text.find(text[start - 1], start)
+        return close if close != -1 else _line_end(text, start)
+    normalised = _normalise(key)
+    if "cookie" in normalised or "authorization" in normalised:
+        return _line_end(text, start)
+    value = _VALUE.match(text, start)
+    return None if value is None else value.end()
+
+
+def _line_end(text: str, start: int) -> int:
+    end = text.find("\n", start)
+    return len(text) if end == -1 else end
+
+
 class Redactor:
     """Decides which keys are sensitive and rewrites values under them.
 
@@ -95,11 +114,11 @@ class Redactor:
         for match in _KEY.finditer(text):
             if match.start() < done or not self.is_sensitive(match.group("key")):
                 continue
-            value = _VALUE.match(text, match.end())
-            if value is None:
+            end = _value_end(text, match.end(), match.group("key"))
+            if end is None:
                 continue
             parts += (text[done : match.end()], REDACTED)
-            done = value.end()
+            done = end
         if not parts:
             return text
         parts.append(text[done:])

@@ -40,7 +40,8 @@ CRM_OTEL_LOG_FILE_MAX_BYTES = define(
 CRM_OTEL_LOG_FILE_BACKUPS = define(
     "CRM_OTEL_LOG_FILE_BACKUPS",
     "10",
-    "Rotated log files kept (`app.log.1` ... `app.log.N`); the oldest is deleted.",
+    "Rotated log files kept (`app.log.1` ... `app.log.N`, at least 1: with 0 Python never "
+    "rotates); the oldest is deleted.",
 )
 CRM_OTEL_REDACT_KEYS = define(
     "CRM_OTEL_REDACT_KEYS",
@@ -86,7 +87,7 @@ class LogSettings:
             environment=env.choice(CRM_OTEL_ENVIRONMENT, tuple(e.value for e in Environment)),
             file=env.raw(CRM_OTEL_LOG_FILE),
             file_max_bytes=env.integer(CRM_OTEL_LOG_FILE_MAX_BYTES, 1024),
-            file_backups=env.integer(CRM_OTEL_LOG_FILE_BACKUPS, 0, 1000),
+            file_backups=env.integer(CRM_OTEL_LOG_FILE_BACKUPS, 1, 1000),
             redact_keys=extra_keys,
         )
 

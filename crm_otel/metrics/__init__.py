@@ -78,7 +78,7 @@ def _build_runtime(
         group = f"g-{os.getpid()}-{int(time.time())}"
         os.environ[GROUP_VARIABLE] = group
         remove_old_groups(settings.directory, keep=group)
-    store = GroupStore(os.path.join(settings.directory, group))
+    store = GroupStore(os.path.join(settings.directory, group), settings.label_cap)
     meter = provider.get_meter(METER_NAME, __version__)
     instruments = Instruments.create(meter, settings.label_cap)
     poller = RedisPoller(settings.redis_poll_s)

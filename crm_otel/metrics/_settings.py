@@ -53,8 +53,8 @@ CRM_OTEL_METRICS_PORT = define(
 CRM_OTEL_METRICS_LABEL_CAP = define(
     "CRM_OTEL_METRICS_LABEL_CAP",
     "100",
-    "Distinct values kept per open-ended label (workflow, action_type, type, task) in each "
-    "process; later values become `other` and are counted.",
+    "Distinct values kept per open-ended label (workflow, action_type, type, task), in each "
+    "process and across the server's processes; later values become `other` and are counted.",
 )
 CRM_OTEL_METRICS_REDIS_POLL_SECONDS = define(
     "CRM_OTEL_METRICS_REDIS_POLL_SECONDS",

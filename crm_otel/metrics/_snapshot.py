@@ -44,7 +44,11 @@ class Merge(Enum):
     LIVE_SUM = "live_sum"
     """Up-down counters and per-process gauges: the sum over processes still alive."""
     LATEST = "latest"
-    """A value every process observes from the same source (Redis): the freshest one."""
+    """A gauge every process observes from the same source (Redis): the freshest one."""
+    MAX = "max"
+    """A counter every process observes from the same source (Redis's `evicted_keys`):
+    the largest live value, so scrapes answered by workers that polled at different
+    times never see it go backwards."""
     DERIVED = "derived"
     """Not recorded: computed at scrape time from other merged families (hit rates)."""
 
@@ -69,7 +73,7 @@ OBSERVED: frozenset[str] = frozenset(
 no inherited baseline is subtracted from them."""
 
 _OVERRIDES: dict[str, Merge] = {
-    _M.CACHE_EVICTIONS.prometheus_name: Merge.LATEST,
+    _M.CACHE_EVICTIONS.prometheus_name: Merge.MAX,
     _M.CELERY_QUEUE_LENGTH.prometheus_name: Merge.LATEST,
     _M.PROCESS_RESIDENT_MEMORY.prometheus_name: Merge.LIVE_SUM,
     _M.CACHE_HIT_RATE.prometheus_name: Merge.DERIVED,
@@ -194,14 +198,58 @@ def merge(archive: Families, live: list[ProcessState]) -> tuple[Families, list[s
     for state in live:
         problems += sum_into(merged, state.families, summed + live_summed)
     for name, policy in POLICY.items():
-        if policy is not Merge.LATEST:
-            continue
-        freshest = max(
-            (s for s in live if s.families.get(name)), key=lambda s: s.written, default=None
-        )
-        if freshest is not None:
-            merged[name] = dict(freshest.families[name])
+        if policy is Merge.LATEST:
+            freshest = max(
+                (s for s in live if s.families.get(name)), key=lambda s: s.written, default=None
+            )
+            if freshest is not None:
+                merged[name] = dict(freshest.families[name])
+        elif policy is Merge.MAX:
+            for state in live:
+                for labels, value in state.families.get(name, {}).items():
+                    series = merged.setdefault(name, {})
+                    current = series.get(labels)
+                    if not isinstance(current, float) or (
+                        isinstance(value, float) and value > current
+                    ):
+                        series[labels] = value
     return merged, problems
+
+
+OPEN_LABELS: frozenset[str] = frozenset({"workflow", "action_type", "type", "task"})
+"""Labels whose values come from the app (workflow names, task names, ...): capped."""
+
+
+def fold_open_labels(families: Families, cap: int, first: Families | None = None) -> Families:
+    """At most `cap` values of each open-ended label per family; the rest become `other`.
+
+    Each process caps its own values, but recycled workers each bring a fresh set: this
+    caps what the group exposes and archives. Values already in `first` (the archive)
+    keep their place, then new ones in sorted order, so a value named on one scrape stays
+    named on the next (only at the cap's edge can a live value move to `other` once).
+    """
+    result: Families = {}
+    for name, series in families.items():
+        keys = {k for labels in series for k, _ in labels} & OPEN_LABELS
+        if not keys:
+            result[name] = series
+            continue
+        known = (first or {}).get(name, {})
+        allowed: dict[str, set[str]] = {}
+        for key in keys:
+            order = list(dict.fromkeys(v for labels in known for k, v in labels if k == key))
+            fresh = {v for labels in series for k, v in labels if k == key} - set(order)
+            named = [v for v in [*order, *sorted(fresh)] if v != semconv_metrics.OTHER]
+            allowed[key] = set(named[:cap])
+        folded: dict[Labels, Value] = {}
+        for labels, value in series.items():
+            new = tuple(
+                (k, v if k not in allowed or v in allowed[k] else semconv_metrics.OTHER)
+                for k, v in labels
+            )
+            folded[new] = add(folded[new], value) if new in folded else value
+        result[name] = folded
+    return result
 
 
 def absorb(archive: Families, exited: list[ProcessState]) -> tuple[Families, list[str]]:

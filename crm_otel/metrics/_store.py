@@ -27,6 +27,7 @@ from crm_otel.metrics._snapshot import (
     absorb,
     families_from_json,
     families_to_json,
+    fold_open_labels,
     merge,
 )
 
@@ -77,8 +78,9 @@ class MergeResult:
 class GroupStore:
     """The state directory of one group of processes."""
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, label_cap: int = 100) -> None:
         self.directory = directory
+        self.label_cap = label_cap
         os.makedirs(directory, mode=0o700, exist_ok=True)
 
     @contextlib.contextmanager
@@ -138,13 +140,15 @@ class GroupStore:
                 else:
                     exited.append((name, state))
             if exited:
-                archive, absorb_problems = absorb(archive, [s for _, s in exited])
+                absorbed_archive, absorb_problems = absorb(archive, [s for _, s in exited])
+                archive = fold_open_labels(absorbed_archive, self.label_cap, archive)
                 problems += absorb_problems
                 kept = [n for n in absorbed if os.path.exists(os.path.join(self.directory, n))]
                 self._write_archive(archive, kept + [n for n, _ in exited])
                 for name, _ in exited:
                     _unlink(os.path.join(self.directory, name))
             families, merge_problems = merge(archive, live)
+            families = fold_open_labels(families, self.label_cap, archive)
         return MergeResult(families, len(live), len(exited), problems + merge_problems)
 
     def _read_archive(self, problems: list[str]) -> tuple[Families, set[str]]:

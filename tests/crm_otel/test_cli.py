@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from crm_otel._cli import check, mask_headers
+from crm_otel._cli import check, mask_headers, mask_url
 
 
 def test_check_passes_on_defaults() -> None:
@@ -53,3 +53,12 @@ def test_console_script_exit_code() -> None:
     )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "CRM_OTEL_KEEP_ERRORS: expected true or false, got 'sometimes'" in result.stdout
+
+
+def test_check_masks_credentials_in_endpoints() -> None:
+    """A token in the userinfo of an OTLP endpoint URL is not printed."""
+    out = io.StringIO()
+    check({"OTEL_EXPORTER_OTLP_ENDPOINT": "https://crm:t0ken@collector:4318"}, out)
+    assert "t0ken" not in out.getvalue()
+    assert mask_url("https://crm:t0ken@collector:4318/v1") == "https://crm:***@collector:4318/v1"
+    assert mask_url("http://localhost:4318") == "http://localhost:4318"

@@ -22,11 +22,12 @@ def test_defaults_are_production() -> None:
 
 
 def test_development_keeps_everything() -> None:
-    """Development keeps every trace and defaults the ratio to 1.0."""
-    settings = Settings.from_env({"CRM_OTEL_ENVIRONMENT": "Development"})
-    assert settings.environment == "development"
-    assert settings.sampling.keep_all is True
-    assert settings.sampling.ratio == 1.0
+    """Development keeps every trace, whatever ratio is set."""
+    for environ in ({}, {"CRM_OTEL_SAMPLING_RATIO": "0.1"}):
+        settings = Settings.from_env({"CRM_OTEL_ENVIRONMENT": "Development", **environ})
+        assert settings.environment == "development"
+        assert settings.sampling.keep_all is True
+        assert settings.sampling.ratio == 1.0
 
 
 def test_explicit_values_are_used() -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import time
 
+from opentelemetry.context import Context
 from opentelemetry.trace import (
     NonRecordingSpan,
     SpanContext,
@@ -336,3 +338,64 @@ def test_exporter_failure_is_logged_and_the_worker_goes_on(make_pipeline: Pipeli
         logger.removeHandler(handler)
     assert [s.name for s in pipeline.exported()] == ["second"]
     assert [r.getMessage() for r in records] == ["Exporting 1 kept spans failed"]
+
+
+def _remote_parent(trace_id: int, span_id: int) -> Context:
+    parent = SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(0))
+    return set_span_in_context(NonRecordingSpan(parent))
+
+
+def test_a_later_local_root_of_a_dropped_trace_is_decided_anew(
+    make_pipeline: PipelineFactory,
+) -> None:
+    """Two tasks of one upstream trace run in one process: the first is ok and dropped, the
+    second fails, and the second is kept whole."""
+    pipeline = make_pipeline(root_grace_ms=0.0)
+    trace_id = (5 << 64) | 1
+    for producer, fail in ((0xA1, False), (0xA2, True)):
+        run = pipeline.tracer.start_span(
+            f"run/task-{producer:x}", context=_remote_parent(trace_id, producer)
+        )
+        pipeline.tracer.start_span("SELECT", context=set_span_in_context(run)).end()
+        if fail:
+            run.set_status(Status(StatusCode.ERROR, "boom"))
+        run.end()
+    pipeline.flush()
+    assert sorted(s.name for s in pipeline.exported()) == ["SELECT", "run/task-a2"]
+
+
+def test_overlapping_local_roots_are_decided_when_the_last_one_ends(
+    make_pipeline: PipelineFactory,
+) -> None:
+    """With two local roots of one trace open at once, the first one ending does not decide
+    the trace: an error in the second one keeps both."""
+    pipeline = make_pipeline(root_grace_ms=0.0)
+    trace_id = (6 << 64) | 1
+    first = pipeline.tracer.start_span("run/a", context=_remote_parent(trace_id, 0xB1))
+    second = pipeline.tracer.start_span("run/b", context=_remote_parent(trace_id, 0xB2))
+    first.end()
+    time.sleep(0.2)  # a decision taken when the first root ended would be exported by now
+    assert pipeline.exported() == []
+    second.set_status(Status(StatusCode.ERROR, "boom"))
+    second.end()
+    pipeline.flush()
+    assert sorted(s.name for s in pipeline.exported()) == ["run/a", "run/b"]
+
+
+def test_buffer_cap_never_decides_requests_still_in_flight(
+    make_pipeline: PipelineFactory,
+) -> None:
+    """At the buffered-span cap, traces holding no spans yet (open requests) are not forced:
+    deciding them frees nothing, and their later errors are still kept."""
+    pipeline = make_pipeline(max_buffered_spans=10, root_grace_ms=0.0)
+    in_flight = [pipeline.tracer.start_span(f"GET /{i}") for i in range(20)]
+    busy = pipeline.tracer.start_span("GET /busy")
+    for _ in range(11):
+        pipeline.tracer.start_span("SELECT", context=set_span_in_context(busy)).end()
+    assert pipeline.metric(FORCED) == {(("cap", "buffer"),): 1}
+    for root in in_flight:
+        root.set_status(Status(StatusCode.ERROR, "boom"))
+        root.end()
+    busy.end()
+    pipeline.flush()
+    assert {s.name for s in pipeline.exported()} >= {f"GET /{i}" for i in range(20)}

@@ -154,3 +154,25 @@ def test_other_spans_log_nothing(records: list[logging.LogRecord]) -> None:
     with provider.get_tracer("t").start_as_current_span("search.query") as span:
         span.set_status(Status(StatusCode.OK))
     assert [r for r in records if r.name == WORKFLOW_LOGGER] == []
+
+
+def test_secrets_in_exception_messages_are_redacted(
+    span_exporter: InMemorySpanExporter, records: list[logging.LogRecord]
+) -> None:
+    """A secret in the message of an exception leaving a workflow reaches neither the
+    workflow line nor the span's exception event."""
+    provider = trace.get_tracer_provider()
+    for processor in span_processors():
+        provider.add_span_processor(processor)  # type: ignore[attr-defined]
+    with (
+        pytest.raises(ConnectionError),
+        TracingInstrumentation.create_span(spans.WORKFLOW_EXECUTE, {"workflow.id": "w9"}),
+    ):
+        raise ConnectionError("SMTP login failed password=hunter2 token=abc")
+    [record] = [r for r in records if r.name == WORKFLOW_LOGGER]
+    message = record.exception_message  # type: ignore[attr-defined]
+    assert "hunter2" not in message and "abc" not in message and REDACTED in message
+    [exported] = span_exporter.get_finished_spans()
+    event = dict(exported.events[0].attributes or {})
+    assert "hunter2" not in str(event["exception.message"])
+    assert "hunter2" not in str(event["exception.stacktrace"])

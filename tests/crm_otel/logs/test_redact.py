@@ -72,6 +72,18 @@ def test_text_patterns() -> None:
     assert redactor.text("a=b:c=d:secret=s") == f"a=b:c=d:secret={REDACTED}"
 
 
+def test_quoted_values_and_headers_are_redacted_whole() -> None:
+    """A quoted value is redacted up to its closing quote (spaces included), and a cookie
+    or authorization header to the end of its line (every cookie, every word)."""
+    redactor = Redactor()
+    assert redactor.text('password="my secret pass" x=1') == f'password="{REDACTED}" x=1'
+    assert (
+        redactor.text('{"password": "hunter 2", "a": 1}') == f'{{"password": "{REDACTED}", "a": 1}}'
+    )
+    assert redactor.text("Cookie: theme=dark; auth=abc123\nnext") == f"Cookie: {REDACTED}\nnext"
+    assert redactor.text("password='a b' c") == f"password='{REDACTED}' c"
+
+
 def test_key_cache_is_bounded() -> None:
     """Past its cap the key cache stops growing and counts what it did not keep."""
     redactor = Redactor()

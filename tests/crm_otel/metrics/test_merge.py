@@ -61,6 +61,17 @@ def test_latest_gauge_takes_the_freshest_process() -> None:
     assert merged[QUEUE] == {(("queue", "celery"),): 3.0}
 
 
+def test_redis_evictions_never_go_backwards_whichever_worker_answers() -> None:
+    """`cache_evictions_total`, polled by each worker at its own time, merges to the largest
+    live value: a scrape answered by a worker that polled earlier never lowers it."""
+    evictions = "cache_evictions_total"
+    polled_early = ProcessState(1, "a", 300.0, {evictions: {(): 100.0}})
+    polled_late = ProcessState(2, "b", 200.0, {evictions: {(): 150.0}})
+    for order in ([polled_early, polled_late], [polled_late, polled_early]):
+        merged, _ = merge({}, order)
+        assert merged[evictions] == {(): 150.0}
+
+
 def test_baseline_subtraction_leaves_only_the_childs_own_counts() -> None:
     """A forked child's inherited counts are subtracted; observed families are left alone."""
     current = {REQ: {GET: 12.0}, "process_cpu_seconds_total": {(): 0.5}}
@@ -167,3 +178,22 @@ def test_old_groups_without_live_processes_are_removed(tmp_path: Path) -> None:
     removed = remove_old_groups(str(tmp_path), keep="mine")
     assert removed == 1
     assert sorted(os.listdir(tmp_path)) == ["old-live", "recent-dead"]
+
+
+def test_recycled_workers_cannot_grow_an_open_label_past_the_cap(tmp_path: Path) -> None:
+    """Fifty exited workers, each within its own cap of 10 workflow names, leave at most 10
+    named series plus `other` in what a scrape shows, and every run is still counted."""
+    store = GroupStore(str(tmp_path), label_cap=10)
+    runs = "workflow_runs_total"
+    dead = _dead_pid()
+    for worker in range(50):
+        series = {
+            (("status", "completed"), ("workflow", f"wf-{worker}-{n}")): 1.0 for n in range(10)
+        }
+        state = ProcessState(dead, f"t{worker}", 0.0, {runs: series})
+        store.write(state, None)
+        merged = store.collect().families
+        assert len(merged[runs]) <= 11
+    assert sum(merged[runs].values()) == 500
+    named = {dict(labels)["workflow"] for labels in merged[runs]} - {"other"}
+    assert len(named) == 10

@@ -12,7 +12,7 @@ import pytest
 from crm_otel import metrics
 from crm_otel.metrics import _runtime
 
-REDIS_URL = "redis://127.0.0.1:6379/13"
+REDIS_URL = "redis://127.0.0.1:6379/4"  # black-box tests own databases 5 and up
 KEY = f"crm-otel-test:{os.getpid()}"
 """Keys of this process only: another run of these tests may share the database."""
 
