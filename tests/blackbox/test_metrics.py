@@ -195,7 +195,8 @@ def _send(web: CrmProcess) -> Counter[tuple[str, str, str]]:
 
 @pytest.fixture(scope="module")
 def deployment(services: None) -> Iterator[Deployment]:
-    """Worker (prefork, 2 children recycled every 2 tasks) and gunicorn -w 4, requests sent."""
+    """Worker (prefork, 2 children recycled every 2 tasks) and gunicorn -w 4 (each worker
+    recycled every 150 requests), requests sent."""
     with _own_services() as own:
         yield from _deploy(own)
 
@@ -205,19 +206,16 @@ def _deploy(own: Services) -> Iterator[Deployment]:
     env = own.env(CRM_OTEL_METRICS_TOKEN=TOKEN, CRM_OTEL_METRICS_PORT=str(worker_port))
     worker = start_worker(env, concurrency=2, max_tasks_per_child=2)
     try:
-        web = start_web(env, server="gunicorn", workers=4)
+        # Recycled gunicorn workers: their counts must survive them.
+        web_env = {**env, "GUNICORN_CMD_ARGS": "--max-requests 150 --max-requests-jitter 0"}
+        web = start_web(web_env, server="gunicorn", workers=4)
         try:
             expected = _send(web)
             yield Deployment(web, worker, worker_port, expected)
         finally:
-            _stop(web)
+            web.stop()
     finally:
-        _stop(worker)
-
-
-def _stop(process: CrmProcess) -> None:
-    process.stop()
-    process._log.close()  # the harness leaves its log file open (a ResourceWarning)
+        worker.stop()
 
 
 def test_every_scrape_reports_exact_totals(deployment: Deployment) -> None:
@@ -363,9 +361,9 @@ def test_a_taken_worker_port_is_one_line_and_tasks_still_run(services: None) -> 
                 assert status == 201
                 worker.wait_output("succeeded", timeout=30)
             finally:
-                _stop(web)
+                web.stop()
         finally:
-            _stop(worker)
+            worker.stop()
         assert worker.output().count(f"metrics port 127.0.0.1:{port} is not available") == 1
 
 
@@ -402,7 +400,7 @@ def test_otlp_consumers_get_otel_names_units_and_buckets(services: None) -> None
 
                 metrics = receiver.wait_for(exported, timeout=20)
             finally:
-                _stop(web)
+                web.stop()
     finally:
         receiver.close()
     duration = metrics["crm.http.request.duration"]

@@ -140,9 +140,6 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         traffic.stop()
         prometheus.stop()
         web.stop()
-        # The harness keeps the process's log file open; left to the garbage collector it
-        # raises a ResourceWarning, an error under `filterwarnings = error`.
-        web._log.close()
         receiver.close()
 
 
