@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from opentelemetry.metrics import Meter
+    from opentelemetry.metrics import CallbackT, Meter
 
 
 class InstrumentKind(Enum):
@@ -44,3 +44,16 @@ class MetricDefinition:
             InstrumentKind.GAUGE: meter.create_gauge,
         }[self.kind]
         return factory(self.name, unit=self.unit, description=self.description, **kwargs)
+
+    def create_observable(self, meter: Meter, callbacks: Sequence[CallbackT]) -> Any:
+        """Create this metric as an observable instrument whose `callbacks` report it."""
+        factories: dict[InstrumentKind, Callable[..., Any]] = {
+            InstrumentKind.COUNTER: meter.create_observable_counter,
+            InstrumentKind.UP_DOWN_COUNTER: meter.create_observable_up_down_counter,
+            InstrumentKind.GAUGE: meter.create_observable_gauge,
+        }
+        if self.kind not in factories:
+            raise ValueError(f"{self.name}: a {self.kind.value} has no observable form")
+        return factories[self.kind](
+            self.name, callbacks=list(callbacks), unit=self.unit, description=self.description
+        )

@@ -71,52 +71,27 @@ def create_sampling_traces(meter: Meter, callbacks: Sequence[CallbackT]) -> Any:
     The sampler keeps plain integer totals under its lock and reports them when the
     metrics are collected, so deciding a trace costs no metric call.
     """
-    return meter.create_observable_counter(
-        SAMPLING_TRACES.name,
-        callbacks=list(callbacks),
-        unit=SAMPLING_TRACES.unit,
-        description=SAMPLING_TRACES.description,
-    )
+    return SAMPLING_TRACES.create_observable(meter, callbacks)
 
 
 def create_sampling_spans_buffered(meter: Meter, callbacks: Sequence[CallbackT]) -> Any:
     """Observable up-down counter of buffered spans; `callbacks` report the current count."""
-    return meter.create_observable_up_down_counter(
-        SAMPLING_SPANS_BUFFERED.name,
-        callbacks=list(callbacks),
-        unit=SAMPLING_SPANS_BUFFERED.unit,
-        description=SAMPLING_SPANS_BUFFERED.description,
-    )
+    return SAMPLING_SPANS_BUFFERED.create_observable(meter, callbacks)
 
 
 def create_sampling_forced_decisions(meter: Meter, callbacks: Sequence[CallbackT]) -> Any:
     """Observable counter of decisions forced early; `callbacks` report the running totals."""
-    return meter.create_observable_counter(
-        SAMPLING_FORCED_DECISIONS.name,
-        callbacks=list(callbacks),
-        unit=SAMPLING_FORCED_DECISIONS.unit,
-        description=SAMPLING_FORCED_DECISIONS.description,
-    )
+    return SAMPLING_FORCED_DECISIONS.create_observable(meter, callbacks)
 
 
 def create_sampling_late_spans(meter: Meter, callbacks: Sequence[CallbackT]) -> Any:
     """Observable counter of late spans; `callbacks` report the running totals."""
-    return meter.create_observable_counter(
-        SAMPLING_LATE_SPANS.name,
-        callbacks=list(callbacks),
-        unit=SAMPLING_LATE_SPANS.unit,
-        description=SAMPLING_LATE_SPANS.description,
-    )
+    return SAMPLING_LATE_SPANS.create_observable(meter, callbacks)
 
 
 def create_sampling_spans_dropped(meter: Meter, callbacks: Sequence[CallbackT]) -> Any:
     """Observable counter of kept spans not handed to the exporter; running totals."""
-    return meter.create_observable_counter(
-        SAMPLING_SPANS_DROPPED.name,
-        callbacks=list(callbacks),
-        unit=SAMPLING_SPANS_DROPPED.unit,
-        description=SAMPLING_SPANS_DROPPED.description,
-    )
+    return SAMPLING_SPANS_DROPPED.create_observable(meter, callbacks)
 
 
 # --- label values of the design's metrics ----------------------------------------------

@@ -82,25 +82,15 @@ def _build_runtime(
     meter = provider.get_meter(METER_NAME, __version__)
     instruments = Instruments.create(meter, settings.label_cap)
     poller = RedisPoller(settings.redis_poll_s)
-    _observable(meter, semconv_metrics.CACHE_EVICTIONS, "counter", poller.observe_evictions)
-    _observable(meter, semconv_metrics.CELERY_QUEUE_LENGTH, "gauge", poller.observe_queue_lengths)
-    _observable(meter, semconv_metrics.PROCESS_RESIDENT_MEMORY, "gauge", _process.observe_memory)
-    _observable(meter, semconv_metrics.PROCESS_CPU_TIME, "counter", _process.observe_cpu)
+    semconv_metrics.CACHE_EVICTIONS.create_observable(meter, [poller.observe_evictions])
+    semconv_metrics.CELERY_QUEUE_LENGTH.create_observable(meter, [poller.observe_queue_lengths])
+    semconv_metrics.PROCESS_RESIDENT_MEMORY.create_observable(meter, [_process.observe_memory])
+    semconv_metrics.PROCESS_CPU_TIME.create_observable(meter, [_process.observe_cpu])
     recorder = ProcessRecorder(store, reader, settings.write_interval_s)
     runtime = _runtime.Runtime(settings, instruments, recorder, poller)
     _django.connect_signals()
     _celery.connect_signals()
     return runtime
-
-
-def _observable(meter: Any, definition: Any, kind: str, callback: Callable[..., Any]) -> None:
-    create = meter.create_observable_counter if kind == "counter" else meter.create_observable_gauge
-    create(
-        definition.name,
-        callbacks=[callback],
-        unit=definition.unit,
-        description=definition.description,
-    )
 
 
 def span_processors() -> list[SpanProcessor]:
