@@ -25,6 +25,7 @@ import time
 import tracemalloc
 from collections.abc import Callable, Sequence
 
+from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
@@ -102,18 +103,22 @@ def make_traces(tracer: Tracer, traces: int) -> None:
         )
         context = set_span_in_context(root)
         for _ in range(SPANS_PER_TRACE - 1):
-            child = tracer.start_span(
-                "SELECT",
-                context=context,
-                kind=SpanKind.CLIENT,
-                attributes={
-                    "db.system": "postgresql",
-                    "db.name": "crm",
-                    "db.statement": "SELECT id, name FROM leads_lead WHERE id = %s",
-                },
-            )
-            child.end()
+            db_span(tracer, context)
         root.end()
+
+
+def db_span(tracer: Tracer, context: Context) -> None:
+    """One ended query span under `context`, as the psycopg2 instrumentation makes them."""
+    tracer.start_span(
+        "SELECT",
+        context=context,
+        kind=SpanKind.CLIENT,
+        attributes={
+            "db.system": "postgresql",
+            "db.name": "crm",
+            "db.statement": "SELECT id, name FROM leads_lead WHERE id = %s",
+        },
+    ).end()
 
 
 Setup = Callable[[], tuple[TracerProvider, SpanExporter | None]]
@@ -189,16 +194,7 @@ def memory_per_span(cap: int) -> tuple[float, int]:
         parent = SpanContext(ids.generate_trace_id(), ids.generate_span_id(), is_remote=False)
         context = set_span_in_context(NonRecordingSpan(parent))
         for _ in range(SPANS_PER_TRACE - 1):
-            tracer.start_span(
-                "SELECT",
-                context=context,
-                kind=SpanKind.CLIENT,
-                attributes={
-                    "db.system": "postgresql",
-                    "db.name": "crm",
-                    "db.statement": "SELECT id, name FROM leads_lead WHERE id = %s",
-                },
-            ).end()
+            db_span(tracer, context)
     gc.collect()
     used = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
