@@ -31,10 +31,32 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "crm"
-BIN = Path(sys.executable).parent
-DATABASE = "crm_otel_test"
+
+
+def _venv_bin() -> Path:
+    """Where the CRM's processes come from: the venv named by `CRM_OTEL_TEST_VENV` (CI puts
+    the built wheel there, installed non-editable), else the venv running the tests."""
+    venv = os.environ.get("CRM_OTEL_TEST_VENV")
+    if not venv:
+        return Path(sys.executable).parent
+    path = Path(venv) / "bin"
+    if not (path / "opentelemetry-instrument").exists():
+        raise RuntimeError(
+            f"CRM_OTEL_TEST_VENV={venv!r}: expected a venv with crm-otel installed "
+            "(no bin/opentelemetry-instrument there)"
+        )
+    return path
+
+
+BIN = _venv_bin()
+PYTHON = str(BIN / "python")
+"""The interpreter of the CRM's processes (not necessarily the one running pytest)."""
+_SUFFIX = os.environ.get("CRM_OTEL_TEST_SUFFIX", "")
+DATABASE = f"crm_otel_test{_SUFFIX}"
 DATABASE_URL = f"postgres://postgres@127.0.0.1:5432/{DATABASE}"
-REDIS_URL = "redis://127.0.0.1:6379/5"
+REDIS_URL = f"redis://127.0.0.1:6379/{os.environ.get('CRM_OTEL_TEST_REDIS_DB', '5')}"
+"""Set `CRM_OTEL_TEST_SUFFIX` and `CRM_OTEL_TEST_REDIS_DB` to run two test sessions side by
+side on one machine (each matrix row does)."""
 
 
 def free_port() -> int:
@@ -396,7 +418,7 @@ def reset_database() -> None:
     connection.close()
     env = crm_env(None)
     subprocess.run(
-        [sys.executable, "manage.py", "migrate", "-v0"],
+        [PYTHON, "manage.py", "migrate", "-v0"],
         cwd=EXAMPLE,
         env=env,
         check=True,

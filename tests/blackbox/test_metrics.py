@@ -8,7 +8,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -22,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests._prometheus import PrometheusServer, find_binary
 from tests.blackbox._harness import (
     EXAMPLE,
+    PYTHON,
     CrmProcess,
     crm_env,
     free_port,
@@ -94,7 +94,7 @@ def _own_services() -> Iterator[Services]:
     _postgres([f'CREATE DATABASE "{database}"'])
     try:
         subprocess.run(
-            [sys.executable, "manage.py", "migrate", "-v0"],
+            [PYTHON, "manage.py", "migrate", "-v0"],
             cwd=EXAMPLE,
             env=services.env(),
             check=True,
