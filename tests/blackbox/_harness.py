@@ -127,7 +127,7 @@ class OtlpReceiver:
         if path.endswith("/v1/traces"):
             trace_request = trace_service_pb2.ExportTraceServiceRequest.FromString(body)
             spans = [
-                _span(span, _attributes(rs.resource.attributes))
+                _span(span, _attributes(rs.resource.attributes), ss.scope.name)
                 for rs in trace_request.resource_spans
                 for ss in rs.scope_spans
                 for span in ss.spans
@@ -190,8 +190,9 @@ class OtlpReceiver:
             time.sleep(0.1)
 
 
-def _span(span: Any, resource: dict[str, Any]) -> dict[str, Any]:
+def _span(span: Any, resource: dict[str, Any], scope: str) -> dict[str, Any]:
     return {
+        "scope": scope,
         "trace_id": span.trace_id.hex(),
         "span_id": span.span_id.hex(),
         "parent_span_id": span.parent_span_id.hex(),
