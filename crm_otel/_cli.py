@@ -45,8 +45,12 @@ def mask_url(value: str) -> str:
     return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
 
 
-def check(environ: Mapping[str, str], out: TextIO) -> int:
-    """Print the effective configuration of `environ`; return 1 if any value is bad."""
+def check(environ: Mapping[str, str], out: TextIO, *, probe: bool = False) -> int:
+    """Print the effective configuration of `environ`; return 1 if any value is bad.
+
+    With `probe`, also try the OTLP endpoint, the metrics port, the Django settings, the
+    instrumentations and the installed distros; a real problem among them returns 1 too.
+    """
     env = dict(environ)
     apply_defaults(env)
     reader = EnvReader(env, quiet=True)
@@ -82,23 +86,47 @@ def check(environ: Mapping[str, str], out: TextIO) -> int:
             continue
         shown = mask_headers(value) if name.endswith("_HEADERS") else mask_url(value)
         out.write(f"  {name:<{width}} = {shown}\n")
+    failed = _write_probes(env, out) if probe else 0
     if problems:
         out.write(f"{len(problems)} bad value(s):\n")
         for problem in problems:
             out.write(f"  {problem}\n")
         return 1
     out.write("all values are valid\n")
-    return 0
+    return 1 if failed else 0
+
+
+def _write_probes(environ: Mapping[str, str], out: TextIO) -> int:
+    from crm_otel._probe import PROBLEM, run_probes
+
+    findings = run_probes(environ)
+    out.write("probes:\n")
+    for finding in findings:
+        fix = f" -> {finding.fix}" if finding.fix and finding.level != "ok" else ""
+        out.write(f"  {finding.level:<8} {finding.subject}: {finding.text}{fix}\n")
+    failed = [f for f in findings if f.level == PROBLEM]
+    if failed:
+        out.write(f"{len(failed)} problem(s); first: {failed[0].subject}: {failed[0].fix}\n")
+    return len(failed)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The `crm-otel` console script."""
     parser = argparse.ArgumentParser(prog="crm-otel", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("check", help="print the effective configuration; exit 1 on a bad value")
+    check_parser = sub.add_parser(
+        "check",
+        help="print the effective configuration and probe the endpoint, metrics port, Django "
+        "settings and instrumentations; exit 1 on a bad value or a real problem",
+    )
+    check_parser.add_argument(
+        "--no-probe", action="store_true", help="only print and validate the configuration"
+    )
     parser.add_argument("--version", action="version", version=f"crm-otel {__version__}")
     args = parser.parse_args(argv)
-    commands: dict[str, Callable[[], int]] = {"check": lambda: check(os.environ, sys.stdout)}
+    commands: dict[str, Callable[[], int]] = {
+        "check": lambda: check(os.environ, sys.stdout, probe=not args.no_probe)
+    }
     return commands[args.command]()
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from opentelemetry.sdk.resources import Resource
 
 from crm_otel import _sdk, logs, metrics
+from crm_otel._export_health import quiet_exporter_logs
 from crm_otel._lifecycle import install_sigterm_flush
 from crm_otel._log import internal_logger
 from crm_otel._pipeline import span_pipeline
@@ -45,6 +46,7 @@ def build_resource(settings: Settings, auto_instrumentation_version: str | None 
 def configure(environ: Mapping[str, str], auto_instrumentation_version: str | None = None) -> None:
     """Install the tracer, meter and logger providers for this process."""
     settings = Settings.from_env(environ)
+    quiet_exporter_logs()
     resource = build_resource(settings, auto_instrumentation_version)
     try:
         span_exporters, metric_exporters, log_exporters = _sdk.exporters_from_env()

@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.sdk.trace.sampling import Sampler
 
 from crm_otel._env import EnvReader, define
+from crm_otel._export_health import ReportingSpanExporter
 from crm_otel._log import internal_logger
 from crm_otel._settings import Settings
 from sampling import ConsistentBaselineSampler, TailSamplingProcessor
@@ -50,7 +51,7 @@ def span_pipeline(
 
     def export_processor(exporter: SpanExporter) -> SpanProcessor:
         return TailSamplingProcessor(
-            exporter,
+            ReportingSpanExporter(exporter),
             policy,
             meter_provider=get_meter_provider(),
             schedule_delay_millis=schedule_delay,

@@ -53,5 +53,12 @@ def init_logging(exporters: dict[str, Any], resource: Resource) -> None:
     _conf._init_logging(exporters, resource, setup_logging_handler=False)
 
 
+def log_export_failure() -> Any:
+    """The log exporters' FAILURE result (the logs SDK is private too)."""
+    from opentelemetry.sdk._logs.export import LogRecordExportResult
+
+    return LogRecordExportResult.FAILURE
+
+
 BaseConfigurator = _conf._BaseConfigurator
 """The SDK's configurator base class (private in the SDK)."""

@@ -448,6 +448,15 @@ METRICS_LABEL_OVERFLOW: Final = _definition(
     ("label",),
     "crm_otel_metrics_label_overflow_total",
 )
+EXPORT_DROPPED: Final = _definition(
+    "crm_otel.export.dropped",
+    _C,
+    "{item}",
+    "Spans, log records and metric points dropped because their exporter failed, by signal "
+    "(traces, logs, metrics).",
+    ("signal",),
+    "crm_otel_export_dropped_total",
+)
 
 
 def create_http_requests(meter: Meter) -> Any:
@@ -600,6 +609,11 @@ def create_metrics_label_overflow(meter: Meter) -> Any:
     return METRICS_LABEL_OVERFLOW.create(meter)
 
 
+def create_export_dropped(meter: Meter, callbacks: Sequence[CallbackT]) -> Any:
+    """Observable counter of items dropped by failed exports; `callbacks` report the totals."""
+    return EXPORT_DROPPED.create_observable(meter, callbacks)
+
+
 CATALOGUE: Final[tuple[MetricDefinition, ...]] = (
     HTTP_REQUESTS,
     HTTP_REQUEST_DURATION,
@@ -631,6 +645,7 @@ CATALOGUE: Final[tuple[MetricDefinition, ...]] = (
     PROCESS_RESIDENT_MEMORY,
     PROCESS_CPU_TIME,
     METRICS_LABEL_OVERFLOW,
+    EXPORT_DROPPED,
     SAMPLING_TRACES,
     SAMPLING_SPANS_BUFFERED,
     SAMPLING_FORCED_DECISIONS,

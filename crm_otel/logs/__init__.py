@@ -16,6 +16,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor
 
 from crm_otel import _sdk
+from crm_otel._export_health import reporting_log_exporter
 from crm_otel.logs import _state
 from crm_otel.logs._access import ACCESS_LOGGER, AccessLogMiddleware
 from crm_otel.logs._bridge import OtelLogHandler
@@ -42,7 +43,8 @@ def setup_logging(
     _state.activate(settings)
     bridge: logging.Handler | None = None
     if exporters:
-        _sdk.init_logging(exporters, resource)
+        reporting = {name: reporting_log_exporter(cls) for name, cls in exporters.items()}
+        _sdk.init_logging(reporting, resource)
         bridge = OtelLogHandler()
     _install(settings, bridge)
 

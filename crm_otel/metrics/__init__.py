@@ -24,6 +24,7 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor
 
+from crm_otel._export_health import ReportingMetricExporter
 from crm_otel._log import internal_logger
 from crm_otel._version import __version__
 from crm_otel.metrics import _runtime
@@ -48,7 +49,7 @@ def setup_metrics(
         if isinstance(exporter_class, type) and issubclass(exporter_class, MetricReader):
             readers.append(exporter_class())
         else:
-            readers.append(PeriodicExportingMetricReader(exporter_class()))
+            readers.append(PeriodicExportingMetricReader(ReportingMetricExporter(exporter_class())))
     state_reader = InMemoryMetricReader() if settings.enabled else None
     if state_reader is not None:
         readers.append(state_reader)
@@ -67,6 +68,7 @@ def setup_metrics(
 def _build_runtime(
     settings: MetricsSettings, provider: MeterProvider, reader: InMemoryMetricReader
 ) -> _runtime.Runtime:
+    from crm_otel._export_health import HEALTH
     from crm_otel.metrics import _celery, _django, _process
     from crm_otel.metrics._recorder import ProcessRecorder
     from crm_otel.metrics._redis import RedisPoller
@@ -86,6 +88,7 @@ def _build_runtime(
     semconv_metrics.CELERY_QUEUE_LENGTH.create_observable(meter, [poller.observe_queue_lengths])
     semconv_metrics.PROCESS_RESIDENT_MEMORY.create_observable(meter, [_process.observe_memory])
     semconv_metrics.PROCESS_CPU_TIME.create_observable(meter, [_process.observe_cpu])
+    semconv_metrics.create_export_dropped(meter, [HEALTH.observe])
     recorder = ProcessRecorder(store, reader, settings.write_interval_s)
     runtime = _runtime.Runtime(settings, instruments, recorder, poller)
     _django.connect_signals()

@@ -61,6 +61,7 @@ OBSERVED: frozenset[str] = frozenset(
         _M.CELERY_QUEUE_LENGTH,
         _M.PROCESS_CPU_TIME,
         _M.PROCESS_RESIDENT_MEMORY,
+        _M.EXPORT_DROPPED,
         # The tail sampler reports its own per-process totals, reset in a forked child.
         _M.SAMPLING_TRACES,
         _M.SAMPLING_SPANS_BUFFERED,

@@ -85,7 +85,7 @@ def _attributes(items: Any) -> dict[str, Any]:
 class OtlpReceiver:
     """An OTLP/HTTP receiver on a free loopback port, keeping what it decodes."""
 
-    def __init__(self, *, respond: bool = True) -> None:
+    def __init__(self, *, respond: bool = True, port: int | None = None) -> None:
         self._lock = threading.Lock()
         self._spans: list[dict[str, Any]] = []
         self._logs: list[dict[str, Any]] = []
@@ -111,7 +111,7 @@ class OtlpReceiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port or free_port()), Handler)
         self._server.daemon_threads = True
         self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
