@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 
 from opentelemetry.metrics import get_meter_provider
 from opentelemetry.sdk.trace import SpanProcessor
-from opentelemetry.sdk.trace.export import SpanExporter
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import Sampler
 
 from crm_otel._env import EnvReader, define
@@ -48,6 +48,18 @@ def span_pipeline(
     env = EnvReader(environ)
     schedule_delay = env.integer(OTEL_BSP_SCHEDULE_DELAY, 1)
     batch_size = env.integer(OTEL_BSP_MAX_EXPORT_BATCH_SIZE, 1)
+    sampler = ConsistentBaselineSampler.from_policy(policy)
+    if not settings.tail_sampling:
+        # Spans are still all recorded (metrics from spans stay unbiased); the SDK's
+        # processor exports the sampled baseline only.
+        def batch_processor(exporter: SpanExporter) -> SpanProcessor:
+            return BatchSpanProcessor(
+                ReportingSpanExporter(exporter),
+                schedule_delay_millis=schedule_delay,
+                max_export_batch_size=batch_size,
+            )
+
+        return sampler, batch_processor
 
     def export_processor(exporter: SpanExporter) -> SpanProcessor:
         return TailSamplingProcessor(
@@ -58,7 +70,7 @@ def span_pipeline(
             max_export_batch_size=batch_size,
         )
 
-    return ConsistentBaselineSampler.from_policy(policy), export_processor
+    return sampler, export_processor
 
 
 def _route_sampling_logs() -> None:

@@ -27,6 +27,13 @@ CRM_OTEL_SLOW_THRESHOLD_MS = define(
     "A trace whose local root lasts at least this many milliseconds is kept.",
 )
 CRM_OTEL_KEEP_ERRORS = define("CRM_OTEL_KEEP_ERRORS", "true", "Keep every trace that has an error.")
+CRM_OTEL_TAIL_SAMPLING = define(
+    "CRM_OTEL_TAIL_SAMPLING",
+    "true",
+    "Hold each trace until its fate is known and keep errors and slow traces whole. "
+    "`false` exports only the consistent baseline share (the SDK's BatchSpanProcessor): "
+    "cheaper, but errors and slow traces outside the baseline are lost.",
+)
 CRM_OTEL_SAMPLING_MAX_BUFFERED_SPANS = define(
     "CRM_OTEL_SAMPLING_MAX_BUFFERED_SPANS",
     "20000",
@@ -82,6 +89,7 @@ class Settings:
 
     environment: str
     sampling: SamplingPolicy
+    tail_sampling: bool
     sqlcommenter: bool
     redis_root_spans: bool
     org_attribute: str
@@ -111,6 +119,7 @@ class Settings:
         return cls(
             environment=environment,
             sampling=policy,
+            tail_sampling=env.boolean(CRM_OTEL_TAIL_SAMPLING),
             sqlcommenter=env.boolean(CRM_OTEL_SQLCOMMENTER),
             redis_root_spans=env.boolean(CRM_OTEL_REDIS_ROOT_SPANS),
             org_attribute=org_attribute,

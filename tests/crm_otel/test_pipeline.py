@@ -68,3 +68,30 @@ def test_bad_bsp_value_falls_back_to_the_sdk_default() -> None:
         "OTEL_BSP_SCHEDULE_DELAY: expected a whole number of at least 1, got 'soon'; "
         "using the default '5000'"
     ]
+
+
+def test_tail_sampling_off_exports_the_baseline_only() -> None:
+    """`CRM_OTEL_TAIL_SAMPLING=false`: every span is still recorded (metrics from spans see
+    it), but only the sampled baseline is exported; an error outside it is not kept."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace import Status, StatusCode
+
+    settings = Settings.from_env({"CRM_OTEL_TAIL_SAMPLING": "false"})
+    sampler, export_processor = span_pipeline(settings, {})
+    exporter = InMemorySpanExporter()
+    processor = export_processor(exporter)
+    assert not isinstance(processor, TailSamplingProcessor)
+    provider = TracerProvider(sampler=sampler)
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("test")
+    recorded = 0
+    for _ in range(400):
+        with tracer.start_as_current_span("request") as span:
+            recorded += span.is_recording()
+            span.set_status(Status(StatusCode.ERROR))
+    provider.force_flush()
+    exported = exporter.get_finished_spans()
+    provider.shutdown()
+    assert recorded == 400
+    assert exported and all(s.context.trace_flags.sampled for s in exported)
+    assert len(exported) < 400 * 0.25  # the 10% baseline, errors notwithstanding
