@@ -15,7 +15,8 @@ from crm_otel._context import (
     request_context_var,
     safe_correlation_id,
 )
-from crm_otel._identity import Identity, IdentityFinder, report_failure
+from crm_otel._drf import watch_authentication
+from crm_otel._identity import IdentityFinder, report_failure
 from crm_otel._log import internal_logger
 from crm_otel._settings import Settings
 from semconv import attributes
@@ -103,6 +104,7 @@ class RequestContextMiddleware:
     def __init__(self, get_response: Callable[[Any], Any]) -> None:
         self.get_response = get_response
         identity_finder()  # a bad CRM_OTEL_ORG_ATTRIBUTE is reported at startup
+        watch_authentication(_note_drf_user)
 
     def __call__(self, request: Any) -> Any:
         correlation_id = safe_correlation_id(request.headers.get(CORRELATION_HEADER))
@@ -154,16 +156,7 @@ def settle_identity(request: Any) -> None:
     if context is None or request.__dict__.get(_SETTLED):
         return
     request.__dict__[_SETTLED] = True
-    try:
-        known, identity = identity_finder().after_view(request)
-    except Exception as exc:  # the app's own attribute failed: never break the request
-        report_failure(exc)
-        known, identity = False, Identity(None, None)
-    if known:
-        context["user_id"] = identity.user_id
-        context["org_id"] = identity.org_id
-    elif identity.org_id is not None:
-        context["org_id"] = identity.org_id
+    _update(context, request)
     span = trace.get_current_span()
     if context["user_id"] is not None:
         span.set_attribute(attributes.USER_ID, context["user_id"])
@@ -172,6 +165,26 @@ def settle_identity(request: Any) -> None:
 
 
 _SETTLED = "_crm_otel_identity_settled"
+
+
+def _note_drf_user(request: Any) -> None:
+    """DRF has just set the user: the view's next log lines carry it."""
+    context = request_context_var.get()
+    if context is not None:
+        _update(context, request)
+
+
+def _update(context: dict[str, Any], request: Any) -> None:
+    try:
+        known, identity = identity_finder().after_view(request)
+    except Exception as exc:  # the app's own attribute failed: never break the request
+        report_failure(exc)
+        return
+    if known:
+        context["user_id"] = identity.user_id
+        context["org_id"] = identity.org_id
+    elif identity.org_id is not None:
+        context["org_id"] = identity.org_id
 
 
 @functools.cache

@@ -60,8 +60,9 @@ def _access_line(output: str, correlation_id: str) -> dict[str, Any]:
 
 def test_jwt_users_are_recorded_like_session_users(crm: None, receiver: OtlpReceiver) -> None:
     """A JWT request to a DRF view has the user id and the org id (from `request.org`) on its
-    server span and its access line; a rejected token leaves no user id; a forbidden user
-    keeps theirs; a remote-user request still has user and org as before."""
+    server span and its access line, and the user id on the view's log line; a rejected
+    token leaves no user id; a forbidden user keeps theirs; a remote-user request still has
+    user and org as before."""
     api_user = _create_api_user("api-alice", "Acme", "correct horse")
     user_id, org_id = str(api_user["user_id"]), str(api_user["org_id"])
     env = crm_env(receiver, CRM_OTEL_ORG_ATTRIBUTE="request.org")
@@ -105,6 +106,8 @@ def test_jwt_users_are_recorded_like_session_users(crm: None, receiver: OtlpRece
     assert jwt["http.route"] == "api/v2/leads/"
     access = _access_line(output, "drf-jwt")
     assert (access["user_id"], access["org_id"], access["status_code"]) == (user_id, org_id, 200)
+    (in_view,) = [x for x in _lines(output, "drf-jwt") if x["message"] == "org leads listed"]
+    assert in_view["user_id"] == user_id  # logged by the view, after DRF authenticated
 
     assert "crm.user.id" not in rejected and "crm.org.id" not in rejected
     for line in _lines(output, "drf-bad"):  # the access line and Django's "Unauthorized"

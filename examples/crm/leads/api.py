@@ -4,12 +4,16 @@ DRF authenticates inside the view, after every middleware has run; crm-otel stil
 records the user and the org (`CRM_OTEL_ORG_ATTRIBUTE=request.org`).
 """
 
+import logging
+
 from rest_framework.permissions import IsAdminUser, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from leads.models import Lead
+
+logger = logging.getLogger("crm.leads")
 
 
 class OrgLeadsView(APIView):
@@ -19,6 +23,7 @@ class OrgLeadsView(APIView):
     permission_classes = [IsAuthenticated]
 
     def get(self, request):
+        logger.info("org leads listed")
         org = request.org
         if not org:  # a lazy object: `is None` would never be true
             return Response({"results": []})
