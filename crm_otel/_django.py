@@ -15,6 +15,8 @@ from crm_otel._context import (
     request_context_var,
     safe_correlation_id,
 )
+from crm_otel._drf import watch_authentication
+from crm_otel._identity import IdentityFinder, report_failure
 from crm_otel._log import internal_logger
 from crm_otel._settings import Settings
 from semconv import attributes
@@ -94,12 +96,15 @@ class RequestContextMiddleware:
     """Sets the correlation id, user id and org id on the server span and in the context.
 
     The correlation id comes from a safe `X-Correlation-ID` header, else a new UUID4, and
-    is echoed in the response.
+    is echoed in the response. Who asked is read before the view (for the view's log
+    lines) and again once the response is back (users that DRF authenticates inside the
+    view, token or JWT); see `settle_identity`.
     """
 
     def __init__(self, get_response: Callable[[Any], Any]) -> None:
         self.get_response = get_response
-        self._org_path = Settings.from_env(os.environ).org_attribute.split(".")
+        identity_finder()  # a bad CRM_OTEL_ORG_ATTRIBUTE is reported at startup
+        watch_authentication(_note_drf_user)
 
     def __call__(self, request: Any) -> Any:
         correlation_id = safe_correlation_id(request.headers.get(CORRELATION_HEADER))
@@ -118,6 +123,7 @@ class RequestContextMiddleware:
         try:
             response = self.get_response(request)
         finally:
+            settle_identity(request)
             request_context_var.reset(context_token)
             correlation_id_var.reset(correlation_token)
         response[CORRELATION_HEADER] = correlation_id
@@ -129,17 +135,62 @@ class RequestContextMiddleware:
         if context is None:
             return
         context["path"] = route_template(getattr(request, "resolver_match", None))
-        span = trace.get_current_span()
-        user = getattr(request, "user", None)
-        if user is not None and getattr(user, "is_authenticated", False):
-            context["user_id"] = str(user.pk)
-            span.set_attribute(attributes.USER_ID, context["user_id"])
-        org_id = getattr(request, "crm_org_id", None)
-        if org_id is None and user is not None:
-            org_id = _follow(user, self._org_path)
-        if org_id is not None:
-            context["org_id"] = str(org_id)
-            span.set_attribute(attributes.ORG_ID, context["org_id"])
+        try:
+            identity = identity_finder().before_view(request)
+        except Exception as exc:  # the app's own attribute failed: never break the request
+            report_failure(exc)
+            return
+        context["user_id"], context["org_id"] = identity.user_id, identity.org_id
+
+
+def settle_identity(request: Any) -> None:
+    """Record who asked as the view left the request: in the request context and on the
+    server span.
+
+    The first call of a request does the work: the access log calls it before writing its
+    line, `RequestContextMiddleware` after (for requests the access log did not see). A
+    user the view left known (DRF's, or one the app evaluated) replaces the one read before
+    the view, an anonymous one included (a rejected token leaves no user id).
+    """
+    context = request_context_var.get()
+    if context is None or request.__dict__.get(_SETTLED):
+        return
+    request.__dict__[_SETTLED] = True
+    _update(context, request)
+    span = trace.get_current_span()
+    if context["user_id"] is not None:
+        span.set_attribute(attributes.USER_ID, context["user_id"])
+    if context["org_id"] is not None:
+        span.set_attribute(attributes.ORG_ID, context["org_id"])
+
+
+_SETTLED = "_crm_otel_identity_settled"
+
+
+def _note_drf_user(request: Any) -> None:
+    """DRF has just set the user: the view's next log lines carry it."""
+    context = request_context_var.get()
+    if context is not None:
+        _update(context, request)
+
+
+def _update(context: dict[str, Any], request: Any) -> None:
+    try:
+        known, identity = identity_finder().after_view(request)
+    except Exception as exc:  # the app's own attribute failed: never break the request
+        report_failure(exc)
+        return
+    if known:
+        context["user_id"] = identity.user_id
+        context["org_id"] = identity.org_id
+    elif identity.org_id is not None:
+        context["org_id"] = identity.org_id
+
+
+@functools.cache
+def identity_finder() -> IdentityFinder:
+    """The finder built from this process's settings (`CRM_OTEL_ORG_ATTRIBUTE`)."""
+    return IdentityFinder(Settings.from_env(os.environ).org_paths)
 
 
 def route_template(match: Any) -> str | None:
@@ -149,11 +200,3 @@ def route_template(match: Any) -> str | None:
     if route is None:
         return None
     return "/" + str(route).lstrip("^").rstrip("$").lstrip("/")
-
-
-def _follow(obj: Any, path: list[str]) -> Any:
-    for name in path:
-        obj = getattr(obj, name, None)
-        if obj is None:
-            return None
-    return obj

@@ -129,6 +129,11 @@ class EnvReader:
 
         return self._parse(name, "one of " + ", ".join(choices), parse)
 
+    def parsed(self, name: str, expected: str, parse: Callable[[str], _T]) -> _T:
+        """The value through `parse`, which raises ValueError on a bad value (described to
+        the user as `expected`)."""
+        return self._parse(name, expected, parse)
+
     def _parse(self, name: str, expected: str, parse: Callable[[str], _T]) -> _T:
         variable = VARIABLES[name]
         value = self.raw(name)

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from crm_otel._env import EnvReader, define, register_settings
+from crm_otel._identity import AttributePath, parse_org_paths
 from sampling import SamplingPolicy
 from semconv.attributes import Environment
 
@@ -78,8 +79,11 @@ CRM_OTEL_REDIS_ROOT_SPANS = define(
 CRM_OTEL_ORG_ATTRIBUTE = define(
     "CRM_OTEL_ORG_ATTRIBUTE",
     "org_id",
-    "Dotted attribute path from `request.user` to the org id (e.g. `profile.org_id`); "
-    "a request attribute `crm_org_id` set by the app wins.",
+    "Where the org id is found: dotted attribute paths, comma-separated, tried in order; "
+    "one starting with `request.` is read from the request (`request.org`, "
+    "`request.tenant.id`), any other from `request.user` (`profile.org_id`); a model "
+    "instance at the end gives its primary key. A request attribute `crm_org_id` set by "
+    "the app wins.",
 )
 
 
@@ -92,7 +96,7 @@ class Settings:
     tail_sampling: bool
     sqlcommenter: bool
     redis_root_spans: bool
-    org_attribute: str
+    org_paths: tuple[AttributePath, ...]
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, reader: EnvReader | None = None) -> Settings:
@@ -115,14 +119,18 @@ class Settings:
             decision_cache_size=env.integer(CRM_OTEL_SAMPLING_DECISION_CACHE_SIZE, 1),
             export_queue_size=env.integer(CRM_OTEL_SAMPLING_EXPORT_QUEUE_SIZE, 1),
         )
-        org_attribute = env.text(CRM_OTEL_ORG_ATTRIBUTE)
+        org_paths = env.parsed(
+            CRM_OTEL_ORG_ATTRIBUTE,
+            "comma-separated dotted attribute paths (profile.org_id, request.org)",
+            parse_org_paths,
+        )
         return cls(
             environment=environment,
             sampling=policy,
             tail_sampling=env.boolean(CRM_OTEL_TAIL_SAMPLING),
             sqlcommenter=env.boolean(CRM_OTEL_SQLCOMMENTER),
             redis_root_spans=env.boolean(CRM_OTEL_REDIS_ROOT_SPANS),
-            org_attribute=org_attribute,
+            org_paths=org_paths,
         )
 
 

@@ -18,6 +18,7 @@ INSTALLED_APPS = [
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
+    "rest_framework",
     "leads",
 ]
 MIDDLEWARE = [
@@ -26,8 +27,22 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "leads.middleware.DemoUserMiddleware",
+    "leads.middleware.OrgMiddleware",
 ]
-AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.RemoteUserBackend"]
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.RemoteUserBackend",
+    # Passwords, for the JWT token endpoint of the v2 API.
+    "django.contrib.auth.backends.ModelBackend",
+]
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework_simplejwt.authentication.JWTAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+}
+SIMPLE_JWT = {
+    # HS256 wants a key of at least 32 bytes (PyJWT warns about shorter ones).
+    "SIGNING_KEY": os.environ.get("CRM_JWT_SIGNING_KEY", SECRET_KEY * 2),
+}
 ROOT_URLCONF = "crm.urls"
 WSGI_APPLICATION = "crm.wsgi.application"
 USE_TZ = True

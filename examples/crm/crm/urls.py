@@ -1,5 +1,6 @@
 from django.urls import path
-from leads import views
+from leads import api, views
+from rest_framework_simplejwt.views import TokenObtainPairView
 
 urlpatterns = [
     path("healthz", views.healthz),
@@ -11,4 +12,7 @@ urlpatterns = [
     path("api/v1/slow/", views.slow),
     path("api/v1/boom/", views.boom),
     path("api/v1/login/", views.login),
+    path("api/v2/token/", TokenObtainPairView.as_view()),
+    path("api/v2/leads/", api.OrgLeadsView.as_view()),
+    path("api/v2/leads/export/", api.LeadsExportView.as_view()),
 ]

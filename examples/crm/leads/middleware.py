@@ -1,6 +1,10 @@
-"""How the example knows who is asking: demo headers, standing in for real auth."""
+"""How the example knows who is asking: demo headers standing in for session auth, and
+the org of API users (authenticated by DRF, with JWT) on `request.org`."""
 
 from django.contrib.auth.middleware import RemoteUserMiddleware
+from django.utils.functional import SimpleLazyObject
+
+from leads.models import Organization
 
 
 class DemoUserMiddleware(RemoteUserMiddleware):
@@ -16,3 +20,24 @@ class DemoUserMiddleware(RemoteUserMiddleware):
         if org:
             request.crm_org_id = org[:64]
         return super().__call__(request)
+
+
+class OrgMiddleware:
+    """Puts the org of the user on `request.org`, looked up when a view first uses it.
+
+    Lazily, because DRF authenticates API users inside the view: by the time an API view
+    reads `request.org`, `request.user` is the user of the JWT.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        request.org = SimpleLazyObject(lambda: _org_of(request.user))
+        return self.get_response(request)
+
+
+def _org_of(user):
+    if not user.is_authenticated:
+        return None
+    return Organization.objects.filter(profile__user=user).first()

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.db import models
 
 
@@ -11,3 +12,16 @@ class Lead(models.Model):
 
     class Meta:
         ordering = ["id"]
+
+
+class Organization(models.Model):
+    """A customer organisation of the CRM: API users belong to one."""
+
+    name = models.CharField(max_length=200, unique=True)
+
+
+class Profile(models.Model):
+    """The CRM side of a user: the organisation they act for."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE)
