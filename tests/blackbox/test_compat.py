@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.blackbox._harness import (
+    EXAMPLE,
     PYTHON,
     OtlpReceiver,
     crm_env,
@@ -50,6 +51,20 @@ def _crm_venv_facts() -> dict[str, Any]:
     return dict(json.loads(out.stdout))
 
 
+def _api_user() -> dict[str, Any]:
+    """An API user in an org, and a JWT for it (the example's management command)."""
+    result = subprocess.run(
+        [PYTHON, "manage.py", "create_api_user", "compat-api", "--org", "Compat Org"],
+        cwd=EXAMPLE,
+        env=crm_env(None),
+        check=True,
+        timeout=120,
+        capture_output=True,
+        text=True,
+    )
+    return dict(json.loads(result.stdout))
+
+
 def _json_lines(text: str) -> list[dict[str, Any]]:
     lines = []
     for line in text.splitlines():
@@ -76,7 +91,8 @@ def test_row_traces_logs_and_metrics(crm: None, receiver: OtlpReceiver) -> None:
     """Under this row's server and driver: one server span per request named by route,
     SQL spans from the row's driver under it without parameter values, a task's consumer
     span in the request's trace, one JSON access line per request with its trace id and
-    correlation id, and `http_requests_total` exact across two workers."""
+    correlation id, a DRF JWT user's id and org id on the span and the access line, and
+    `http_requests_total` exact across two workers."""
     facts = _crm_venv_facts()
     driver = os.environ.get("CRM_OTEL_TEST_DRIVER", facts["driver"])
     assert facts["driver"] == driver, facts
@@ -85,7 +101,12 @@ def test_row_traces_logs_and_metrics(crm: None, receiver: OtlpReceiver) -> None:
         assert facts["django"].startswith(django_series + "."), facts
     server = os.environ.get("CRM_OTEL_TEST_SERVER", "gunicorn")
 
-    web_env = crm_env(receiver, OTEL_RESOURCE_ATTRIBUTES="crm.test.process=web")
+    api_user = _api_user()
+    web_env = crm_env(
+        receiver,
+        OTEL_RESOURCE_ATTRIBUTES="crm.test.process=web",
+        CRM_OTEL_ORG_ATTRIBUTE="request.org",
+    )
     worker_env = crm_env(receiver, OTEL_RESOURCE_ATTRIBUTES="crm.test.process=worker")
     sent: list[tuple[str, str, int]] = []  # (correlation id, route, status)
     with (
@@ -109,6 +130,10 @@ def test_row_traces_logs_and_metrics(crm: None, receiver: OtlpReceiver) -> None:
         sent.append(("compat-boom", "api/v1/boom/", 500))
         assert get(web.url + "/no/such/page", {"X-Correlation-ID": "compat-404"})[0] == 404
         sent.append(("compat-404", "", 404))
+        jwt = {"Authorization": f"Bearer {api_user['access']}", "X-Correlation-ID": "compat-jwt"}
+        status, _, body = get(web.url + "/api/v2/leads/", jwt)
+        assert status == 200, body
+        sent.append(("compat-jwt", "api/v2/leads/", 200))
 
         def all_servers(r: OtlpReceiver) -> dict[str, dict[str, Any]] | None:
             found = {
@@ -142,6 +167,9 @@ def test_row_traces_logs_and_metrics(crm: None, receiver: OtlpReceiver) -> None:
         assert span["attributes"].get("http.route", "") == route, (cid, span["name"])
         assert span["name"] == (f"{'POST' if cid == 'compat-create' else 'GET'} {route}").strip()
     assert servers["compat-boom"]["status_code"] == 2
+    jwt_span = servers["compat-jwt"]["attributes"]
+    assert jwt_span.get("crm.user.id") == str(api_user["user_id"]), jwt_span
+    assert jwt_span.get("crm.org.id") == str(api_user["org_id"]), jwt_span
 
     sql = [
         s
@@ -164,6 +192,8 @@ def test_row_traces_logs_and_metrics(crm: None, receiver: OtlpReceiver) -> None:
         assert line is not None, f"no access line for {cid}"
         assert line["status_code"] == status
         assert line["trace_id"] == servers[cid]["trace_id"]
-    assert SECRET_NAME not in output
+    assert access["compat-jwt"].get("user_id") == str(api_user["user_id"])
+    assert access["compat-jwt"].get("org_id") == str(api_user["org_id"])
+    assert SECRET_NAME not in output and api_user["access"] not in output
 
     assert totals == {float(len(sent))}, totals
