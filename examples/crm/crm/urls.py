@@ -11,4 +11,5 @@ urlpatterns = [
     path("api/v1/slow/", views.slow),
     path("api/v1/boom/", views.boom),
     path("api/v1/login/", views.login),
+    path("api/v1/signin/", views.signin),
 ]
