@@ -164,8 +164,10 @@ class TaskValuesFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             self._rewrite(record)
-        except Exception:  # a record Celery shaped differently: never break logging
+        except Exception:  # a record Celery shaped differently: hide it, never break logging
             record.args, record.msg = (), "Celery task record hidden (unexpected shape)"
+            record.__dict__.pop("data", None)
+            record.exc_info = record.exc_text = None
         return True
 
     def _rewrite(self, record: logging.LogRecord) -> None:

@@ -141,3 +141,19 @@ def test_only_plain_values_of_some_length_are_remembered_and_the_registry_is_cap
     assert _tasks.values_of("t-5") == () and len(_tasks._values) == _tasks._MAX_TASKS
     _tasks.forget("n-1")
     assert _tasks.values_of("n-1") == ()
+
+
+def test_a_record_of_unexpected_shape_is_hidden_not_printed(lines: list[dict[str, Any]]) -> None:
+    """A task record the filter cannot rewrite is replaced by a fixed message, not let through."""
+
+    class Hostile(dict[str, Any]):
+        def items(self) -> Any:
+            raise RuntimeError("unexpected")
+
+    context = Hostile(id="t-6", name=TASK, args=repr((CODE,)))
+    logging.getLogger(celery_trace.__name__).info(
+        "Task %(name)s[%(id)s] %(args)s", context, extra={"data": context}
+    )
+    [line] = lines
+    assert line["message"] == "Celery task record hidden (unexpected shape)"
+    assert CODE not in str(line)
