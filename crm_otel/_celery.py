@@ -8,6 +8,7 @@ from opentelemetry import trace
 
 from crm_otel._context import CELERY_HEADER, correlation_id_var, safe_correlation_id
 from crm_otel._providers import flush_all
+from crm_otel.logs import _tasks
 from semconv import attributes
 
 _tokens: dict[str, Any] = {}
@@ -20,6 +21,8 @@ def install() -> None:
     signals.before_task_publish.connect(_carry_correlation_id, weak=False)
     signals.task_prerun.connect(_bind_correlation_id, weak=False)
     signals.task_postrun.connect(_unbind_correlation_id, weak=False)
+    # After the instrumentation's own receiver has ended the task's span.
+    signals.task_postrun.connect(_forget_task_values, weak=False)
     # A prefork child leaves through os._exit (max_tasks_per_child, pool shrink): atexit
     # hooks never run there, so buffered spans would be lost without this flush.
     signals.worker_process_shutdown.connect(_flush, weak=False)
@@ -51,6 +54,10 @@ def _unbind_correlation_id(task_id: str | None = None, **_: Any) -> None:
             correlation_id_var.reset(token)
         except ValueError:  # set in another context (eager tasks run inline)
             correlation_id_var.set(None)
+
+
+def _forget_task_values(task_id: str | None = None, **_: Any) -> None:
+    _tasks.forget(task_id)
 
 
 def _flush(**_: Any) -> None:

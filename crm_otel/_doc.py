@@ -12,7 +12,8 @@ def env_table() -> str:
     """Markdown table of every declared variable with its default and meaning."""
     settings_builders()  # imports every subsystem, so every variable is declared
     rows = ["| variable | default | meaning |", "|---|---|---|"]
-    for variable in VARIABLES.values():
+    # By name: declaration order depends on which subsystem happened to import first.
+    for variable in sorted(VARIABLES.values(), key=lambda v: v.name):
         if variable.standard:
             continue
         default = f"`{variable.default}`" if variable.default else "(unset)"

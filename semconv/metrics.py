@@ -378,8 +378,9 @@ CACHE_OPERATIONS: Final = _definition(
     "crm.cache.operations",
     _C,
     "{operation}",
-    "Redis commands the app issued inside a request or task, by command and status "
-    "(hit or miss for lookups, ok otherwise).",
+    "Redis commands on the app's configured caches (Django's `CACHES`) issued inside a "
+    "request or task by the cache framework or app code, never by Celery's broker or result "
+    "backend, by command and status (hit or miss for lookups, ok otherwise).",
     ("operation", "status"),
     "cache_operations_total",
 )

@@ -30,6 +30,7 @@ from crm_otel.logs._processors import (
 )
 from crm_otel.logs._redact import REDACTED, Redactor
 from crm_otel.logs._settings import LogSettings
+from crm_otel.logs._tasks import TaskValuesFilter, TaskValuesSpanProcessor
 
 
 def setup_logging(
@@ -50,9 +51,10 @@ def setup_logging(
 
 
 def span_processors() -> list[SpanProcessor]:
-    """Span processors of the logs subsystem: attribute redaction, then workflow events."""
+    """Span processors of the logs subsystem: task values blanked out, attribute redaction,
+    then workflow events."""
     _, redactor = _state.current()
-    return [RedactingSpanProcessor(redactor), WorkflowLogProcessor()]
+    return [TaskValuesSpanProcessor(), RedactingSpanProcessor(redactor), WorkflowLogProcessor()]
 
 
 __all__ = [  # noqa: RUF022 (plain `sorted()` order, which the public-API test checks)
@@ -67,6 +69,8 @@ __all__ = [  # noqa: RUF022 (plain `sorted()` order, which the public-API test c
     "Redactor",
     "RotatingFileHandler",
     "StdoutHandler",
+    "TaskValuesFilter",
+    "TaskValuesSpanProcessor",
     "WORKFLOW_LOGGER",
     "WorkflowLogProcessor",
     "django_logging",

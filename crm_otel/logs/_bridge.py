@@ -17,7 +17,7 @@ from opentelemetry._logs import Logger, LoggerProvider, SeverityNumber, get_logg
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
 from crm_otel._version import __version__
-from crm_otel.logs import _state
+from crm_otel.logs import _state, _tasks
 from crm_otel.logs._formatter import (
     _SKIPPED,
     SPAN_CONTEXT_ATTR,
@@ -140,9 +140,9 @@ class OtelLogHandler(logging.Handler):
         if exception is not None:
             # Set here rather than by the SDK (`exception=`), so that they are redacted.
             attributes["exception.type"] = type(exception).__name__
-            attributes["exception.message"] = redactor.text(str(exception))
+            attributes["exception.message"] = redactor.text(_tasks.scrub(record, str(exception)))
             attributes["exception.stacktrace"] = redactor.text(
-                "".join(traceback.format_exception(exception))
+                _tasks.scrub(record, "".join(traceback.format_exception(exception)))
             )
             code = error_code(exception)
             if code is not None:

@@ -12,7 +12,7 @@ from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter as _PythonJsonFormatter
 
 from crm_otel._context import correlation_id_var, request_context_var
-from crm_otel.logs import _state
+from crm_otel.logs import _state, _tasks
 from crm_otel.logs._redact import REDACTED, Redactor
 
 REQUEST_FIELDS: tuple[str, ...] = (
@@ -158,10 +158,12 @@ class JsonFormatter(_PythonJsonFormatter):
         if record.exc_info and record.exc_info[1] is not None:
             exception = record.exc_info[1]
             log_data["exception_type"] = type(exception).__name__
-            log_data["exception_message"] = redactor.text(str(exception))
+            log_data["exception_message"] = redactor.text(_tasks.scrub(record, str(exception)))
             # The traceback ends with the exception's message: redacted like it.
             log_data["stack_trace"] = (
-                redactor.text(stack_trace) if isinstance(stack_trace, str) else stack_trace
+                redactor.text(_tasks.scrub(record, stack_trace))
+                if isinstance(stack_trace, str)
+                else stack_trace
             )
             code = error_code(exception)
             if code is not None:

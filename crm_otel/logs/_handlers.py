@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from crm_otel._log import internal_logger
+from crm_otel.logs import _tasks
 from crm_otel.logs._formatter import JsonFormatter, RedactingFilter
 from crm_otel.logs._settings import LogSettings
 
@@ -152,6 +153,7 @@ def install(settings: LogSettings, bridge: logging.Handler | None) -> Installati
         installation.wrapped[name] = original
         setattr(module, name, _after(original, reconcile))
     installation.celery_receivers = _connect_celery()
+    _tasks.install_filters()
     _installed = installation
     reconcile()
     return installation
@@ -172,6 +174,7 @@ def uninstall() -> None:
         setattr(logging.config if name != "basicConfig" else logging, name, original)
     for signal, receiver in installation.celery_receivers:
         signal.disconnect(receiver)
+    _tasks.remove_filters()
 
 
 def _after(function: Callable[..., Any], then: Callable[[], None]) -> Callable[..., Any]:
@@ -208,11 +211,18 @@ def _connect_celery() -> list[Any]:
             logger.propagate = True
         reconcile()
 
+    def task_prerun(
+        task_id: str | None = None, task: Any = None, args: Any = None, kwargs: Any = None, **_: Any
+    ) -> None:
+        # Forgotten by crm-otel's Celery glue once the task's span has ended.
+        _tasks.remember(task_id, getattr(task, "name", None), args, kwargs)
+
     # Not `setup_logging`: connecting to it would stop Celery configuring logging at all.
     connected: list[Any] = []
     for signal, receiver in (
         (signals.after_setup_logger, after_setup_logger),
         (signals.after_setup_task_logger, after_setup_task_logger),
+        (signals.task_prerun, task_prerun),
     ):
         signal.connect(receiver, weak=False)
         connected.append((signal, receiver))
@@ -246,6 +256,7 @@ def reconcile() -> None:
     for handler in installation.handlers:
         if handler not in root.handlers:
             root.addHandler(handler)
+    _tasks.install_filters()
     # A disabled crm_otel logger (an app LOGGING with disable_existing_loggers) would hide
     # crm-otel's own warnings; it never reaches the app's handlers, so enabling it is safe.
     internal_logger.disabled = False

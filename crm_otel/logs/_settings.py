@@ -51,6 +51,14 @@ CRM_OTEL_REDACT_KEYS = define(
     "private key, credential); matching ignores case and `_`, `-`, `.` and spaces.",
 )
 
+CRM_OTEL_CELERY_LOG_ARGS_TASKS = define(
+    "CRM_OTEL_CELERY_LOG_ARGS_TASKS",
+    "",
+    "Comma-separated Celery task names (`leads.tasks.score_new_lead`) whose arguments and "
+    "return value may appear in Celery's task log lines and exception texts; every other "
+    "task's are written as `[REDACTED]`.",
+)
+
 _LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
@@ -66,6 +74,7 @@ class LogSettings:
     file_max_bytes: int
     file_backups: int
     redact_keys: tuple[str, ...]
+    celery_log_args_tasks: frozenset[str] = frozenset()
 
     @classmethod
     def from_env(
@@ -89,6 +98,11 @@ class LogSettings:
             file_max_bytes=env.integer(CRM_OTEL_LOG_FILE_MAX_BYTES, 1024),
             file_backups=env.integer(CRM_OTEL_LOG_FILE_BACKUPS, 1, 1000),
             redact_keys=extra_keys,
+            celery_log_args_tasks=frozenset(
+                name.strip()
+                for name in env.text(CRM_OTEL_CELERY_LOG_ARGS_TASKS).split(",")
+                if name.strip()
+            ),
         )
 
 

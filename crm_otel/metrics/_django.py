@@ -12,6 +12,7 @@ from typing import Any
 
 from crm_otel._django import route_template
 from crm_otel.metrics import _runtime
+from crm_otel.metrics._cache_scope import cache_locations
 from semconv.metrics import OTHER, UNMATCHED_PATH, DbErrorType, QueryType
 
 METHODS = frozenset(
@@ -73,12 +74,7 @@ def _redis_cache_urls() -> list[str]:
         caches = dict(getattr(settings, "CACHES", {}))
     except ImproperlyConfigured:  # used outside a configured Django project
         return []
-    urls: list[str] = []
-    for cache in caches.values():
-        location = cache.get("LOCATION")
-        if "redis" in str(cache.get("BACKEND", "")).lower() and location:
-            urls.extend([location] if isinstance(location, str) else list(location))
-    return urls
+    return cache_locations(caches)
 
 
 def _scrape_response(runtime: _runtime.Runtime, request: Any) -> Any:

@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from crm_otel.metrics._instruments import buckets_for
 from crm_otel.metrics._snapshot import POLICY, Families, Histogram, Labels, Merge
+from sampling import Cap
 from semconv import metrics as semconv_metrics
 from semconv._definition import InstrumentKind, MetricDefinition
 
@@ -32,9 +33,22 @@ _ZERO_WHEN_EMPTY: dict[str, tuple[Labels, ...]] = {
     semconv_metrics.DB_ERRORS.prometheus_name: tuple(
         (("error_type", t.value),) for t in semconv_metrics.DbErrorType
     ),
+    semconv_metrics.CACHE_OPERATIONS.prometheus_name: tuple(
+        (("operation", "get"), ("status", s.value))
+        for s in (semconv_metrics.CacheStatus.HIT, semconv_metrics.CacheStatus.MISS)
+    ),
+    semconv_metrics.LEAD_SCORE_CACHE_LOOKUPS.prometheus_name: tuple(
+        (("result", r.value),) for r in semconv_metrics.LookupResult
+    ),
+    semconv_metrics.SAMPLING_FORCED_DECISIONS.prometheus_name: tuple(
+        (("cap", c.value),) for c in Cap
+    ),
 }
-"""Labelled families whose fixed label values are exposed at 0 before they first happen,
-so `rate()` and alerts see a series from the first scrape."""
+"""Labelled families whose label values are known up front (a fixed set, no open-ended
+label), exposed at 0 before they first happen so `rate()` and alerts see a series from
+the first scrape: every database error type, cache reads that hit and missed, lead-score
+cache results, and what can force a sampling decision. Families with an open-ended label
+(`path`, `task`, `workflow`, ...) have no series until their first event."""
 
 _RATES: tuple[tuple[MetricDefinition, str, str, str, str | None], ...] = (
     # (rate family, source family, label holding the result, hit value, miss value)
@@ -121,8 +135,9 @@ def _values(label_names: list[str], labels: Labels) -> list[str]:
 
 
 def families_to_render(families: Families) -> Iterator[Metric]:
-    """Every catalogue family with data, in catalogue order; unlabelled counters and
-    up-down counters appear at 0 before their first event."""
+    """Every catalogue family, in catalogue order, data or not (its HELP and TYPE lines
+    at least); unlabelled counters, up-down counters and histograms, and the fixed label
+    values of `_ZERO_WHEN_EMPTY`, appear at 0 before their first event."""
     everything = {**families, **derived_rates(families)}
     for definition in semconv_metrics.CATALOGUE:
         name = definition.prometheus_name
@@ -145,8 +160,7 @@ def families_to_render(families: Families) -> Iterator[Metric]:
             series[()] = (
                 _empty_histogram(definition) if definition.kind is InstrumentKind.HISTOGRAM else 0.0
             )
-        if series:
-            yield _family(definition, series)
+        yield _family(definition, series)
 
 
 def _empty_histogram(definition: MetricDefinition) -> Histogram:

@@ -11,7 +11,7 @@ from typing import Any
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from crm_otel._log import internal_logger
-from crm_otel.metrics import _runtime
+from crm_otel.metrics import _cache_scope, _runtime
 from semconv.metrics import OTHER, CacheStatus
 
 OPERATIONS = frozenset(
@@ -80,9 +80,12 @@ def request_hook(span: Any, instance: Any, args: Any, kwargs: Any) -> None:
 
 
 def response_hook(span: Any, instance: Any, response: Any) -> None:
-    """Counts a command issued inside a request or a task on `cache_operations_total`."""
+    """Counts a command on `cache_operations_total` when it is a cache operation: issued
+    inside a request or a task, on one of the app's Redis caches, not by Celery or kombu."""
     runtime = _runtime.current()
     if runtime is None or not _runtime.in_app_work.get():
+        return
+    if not _cache_scope.on_cache(instance) or _cache_scope.issued_by_infrastructure():
         return
     if hasattr(instance, "command_stack"):
         operation = "pipeline"

@@ -200,6 +200,7 @@ def _span(span: Any, resource: dict[str, Any], scope: str) -> dict[str, Any]:
         "kind": span.kind,
         "attributes": _attributes(span.attributes),
         "status_code": span.status.code,
+        "status_message": span.status.message,
         "events": [(event.name, _attributes(event.attributes)) for event in span.events],
         "resource": resource,
         "start_ns": span.start_time_unix_nano,

@@ -12,6 +12,7 @@ urlpatterns = [
     path("api/v1/slow/", views.slow),
     path("api/v1/boom/", views.boom),
     path("api/v1/login/", views.login),
+    path("api/v1/signin/", views.signin),
     path("api/v2/token/", TokenObtainPairView.as_view()),
     path("api/v2/leads/", api.OrgLeadsView.as_view()),
     path("api/v2/leads/export/", api.LeadsExportView.as_view()),

@@ -2,6 +2,7 @@
 
 import json
 import logging
+import secrets
 import time
 
 from django.core.cache import cache
@@ -12,7 +13,7 @@ from django.views.decorators.csrf import csrf_exempt
 from crm_otel import TracingInstrumentation
 from leads.models import Lead
 from leads.scoring import calculate_score
-from leads.tasks import score_new_lead
+from leads.tasks import score_new_lead, send_signin_code
 from semconv import attributes, spans
 
 logger = logging.getLogger("crm.leads")
@@ -139,3 +140,13 @@ def login(request: HttpRequest) -> JsonResponse:
     if not data.get("password"):
         return JsonResponse({"error": "password required"}, status=400)
     return JsonResponse({"ok": True})
+
+
+@csrf_exempt
+def signin(request: HttpRequest) -> JsonResponse:
+    """Sends a one-time sign-in code by mail, from a Celery task given the code in clear."""
+    email = json.loads(request.body or b"{}").get("email", "")
+    code = f"{secrets.randbelow(1_000_000):06d}"
+    cache.set(f"signin-code:{email}", code, 300)
+    send_signin_code.delay(email, code)
+    return JsonResponse({"sent": True}, status=202)

@@ -83,3 +83,17 @@ def test_label_values_are_escaped() -> None:
     odd = (("action_type", 'a"b\\c\nd'),)
     samples = _samples(render({"workflow_action_failures_total": {odd: 1.0}}))
     assert samples[("workflow_action_failures_total", odd)] == 1
+
+
+def test_every_catalogue_family_is_declared_before_any_data() -> None:
+    """With nothing recorded, every catalogue family has its HELP and TYPE lines; label sets
+    known up front (cache reads, lead-score results, forced-decision caps) start at 0."""
+    body = render({}).decode()
+    for definition in metrics.CATALOGUE:
+        name = definition.prometheus_name
+        assert f"# HELP {name} " in body and f"# TYPE {name} " in body, name
+    samples = _samples(body.encode())
+    assert samples[("cache_operations_total", (("operation", "get"), ("status", "hit")))] == 0
+    assert samples[("lead_score_cache_lookups_total", (("result", "miss"),))] == 0
+    assert samples[("crm_otel_sampling_forced_decisions_total", (("cap", "trace_age"),))] == 0
+    assert not any(name == "http_errors_total" for name, _ in samples)  # open-ended labels

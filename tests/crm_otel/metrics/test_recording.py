@@ -16,7 +16,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from crm_otel import metrics
 from crm_otel._django import route_template
-from crm_otel.metrics import _runtime
+from crm_otel.metrics import _cache_scope, _runtime
 from crm_otel.metrics._django import error_type, is_pool_exhaustion, query_type
 from crm_otel.metrics._redis import request_hook, response_hook
 from crm_otel.metrics._spans import BusinessMetricsProcessor
@@ -123,8 +123,12 @@ def test_forked_child_is_counted_once(runtime: _runtime.Runtime) -> None:
     assert _families(runtime)["http_requests_total"][key] == 7  # the exited child stays counted
 
 
-def test_redis_hooks_count_app_commands_only(runtime: _runtime.Runtime) -> None:
+def test_redis_hooks_count_app_commands_only(
+    runtime: _runtime.Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Commands inside a request or task count as hit/miss/ok; broker polling outside does not."""
+    # Which connections are the app's cache is tested against a real Redis (test_redis.py).
+    monkeypatch.setattr(_cache_scope, "on_cache", lambda instance: True)
     client = SimpleNamespace()  # no connection_pool: the poller learns nothing from it
     request_hook(None, client, ("BRPOP", "celery"), {})
     response_hook(None, client, None)
