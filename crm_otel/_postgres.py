@@ -3,7 +3,7 @@
 Django picks psycopg 3 when it is installed and psycopg2 otherwise; each has its own
 instrumentation. When the driver in use has none (not installed, skipped for a version
 conflict, or failed), the CRM gets no database spans at all, silently: crm-otel says so
-once per process, at the first PostgreSQL connection (by then every instrumentation that
+once per server, at the first PostgreSQL connection (by then every instrumentation that
 is going to run has run).
 """
 
@@ -102,6 +102,26 @@ def _instrumentation_version() -> str | None:
         return None
 
 
+def first_in_server(key: str) -> bool:
+    """Whether this process is the first of its server (a gunicorn master and its workers,
+    a Celery worker and its children: one metrics group) to claim `key`. With metrics off
+    there is no group, and each process is its own server."""
+    from crm_otel.metrics import GROUP_VARIABLE
+    from crm_otel.metrics._settings import MetricsSettings
+
+    group = os.environ.get(GROUP_VARIABLE)
+    if not group:
+        return True
+    path = os.path.join(MetricsSettings.from_env(os.environ).directory, group, f"said-{key}")
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        return False
+    except OSError:  # no group directory: better said twice than never
+        return True
+    return True
+
+
 _checked = threading.Event()
 
 
@@ -117,10 +137,10 @@ def _on_connection_created(sender: Any = None, connection: Any = None, **_: Any)
             disabled_instrumentations(os.environ),
             _instrumentation_version(),
         )
+        if message and first_in_server("postgres-driver"):
+            internal_logger.warning("%s", message)
     except Exception:  # telemetry never breaks the app's connection
         return
-    if message:
-        internal_logger.warning("%s", message)
 
 
 def watch_connections() -> None:

@@ -30,6 +30,8 @@ pytestmark = pytest.mark.blackbox
 
 SERVER = 2  # OTLP SpanKind
 UNTRACED = "no installed instrumentation traces it"
+LIMIT_1 = 'FROM "leads_lead" LIMIT 1'
+"""In the SQL of the slow view's query (`Lead.objects.exists()`)."""
 
 
 def _has_psycopg3(python: Path) -> bool:
@@ -84,7 +86,7 @@ def _slow_request_sql(url: str) -> list[str]:
     seen: list[str] = []
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and not seen:
-        seen = [q for q in _postgres_queries() if 'FROM "leads_lead" LIMIT 1' in q]
+        seen = [q for q in _postgres_queries() if LIMIT_1 in q]
         time.sleep(0.05)
     thread.join()
     return seen
@@ -186,9 +188,11 @@ def tiny_pool_web(crm: None, psycopg3_bin: Path) -> Iterator[str]:
 def test_pool_timeout_is_pool_exhaustion(tiny_pool_web: str) -> None:
     """A request that gets no connection from Django's psycopg pool in time counts once in
     db_pool_exhausted_total and db_errors_total{error_type="connection"}."""
-    holder = threading.Thread(target=get, args=(tiny_pool_web + "/api/v1/slow/?ms=2500",))
+    holder = threading.Thread(target=get, args=(tiny_pool_web + "/api/v1/slow/?ms=3000",))
     holder.start()
-    time.sleep(0.8)  # the holder has the pool's only connection
+    deadline = time.monotonic() + 2
+    while not any(LIMIT_1 in q for q in _postgres_queries()) and time.monotonic() < deadline:
+        time.sleep(0.05)  # until the holder has queried on the pool's only connection
     status, _, _ = get(tiny_pool_web + "/api/v1/leads/")
     holder.join()
     assert status == 500

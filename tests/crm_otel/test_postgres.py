@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import logging
+import os
 import types
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from crm_otel import _postgres
 from crm_otel._log import internal_logger
-from crm_otel._postgres import disabled_instrumentations, is_instrumented, uncovered_warning
+from crm_otel._postgres import (
+    disabled_instrumentations,
+    first_in_server,
+    is_instrumented,
+    uncovered_warning,
+)
 
 
 @pytest.mark.parametrize(
@@ -78,6 +85,7 @@ def warnings() -> Iterator[list[str]]:
     handler.emit = lambda record: records.append(record.getMessage())  # type: ignore[method-assign]
     internal_logger.addHandler(handler)
     _postgres._checked.clear()
+    os.environ.pop("_CRM_OTEL_METRICS_GROUP", None)  # each process is its own server
     yield records
     internal_logger.removeHandler(handler)
     _postgres._checked.clear()
@@ -96,3 +104,15 @@ def test_said_once_at_the_first_postgresql_connection(warnings: list[str]) -> No
         connection_created.send(sender=None, connection=postgres)
     assert len(warnings) == 1
     assert "psycopg 3" in warnings[0] and "opentelemetry-instrumentation-psycopg" in warnings[0]
+
+
+def test_first_in_server_claims_once_per_group(tmp_path: Path) -> None:
+    """Within one metrics group only the first claim of a key wins; no group, every one."""
+    os.environ.pop("_CRM_OTEL_METRICS_GROUP", None)
+    assert first_in_server("postgres-driver") and first_in_server("postgres-driver")
+    (tmp_path / "g-1").mkdir()
+    os.environ["CRM_OTEL_METRICS_DIR"] = str(tmp_path)
+    os.environ["_CRM_OTEL_METRICS_GROUP"] = "g-1"
+    assert first_in_server("postgres-driver")
+    assert not first_in_server("postgres-driver")
+    assert first_in_server("other-key")
