@@ -358,7 +358,8 @@ DB_POOL_EXHAUSTED: Final = _definition(
     "crm.db.pool_exhausted",
     _C,
     "{event}",
-    "Connections refused for lack of a slot: none left on the server, or none free in time in Django's pool.",
+    "Connections refused for lack of a slot: none left on the server, or none free in time "
+    "in Django's pool.",
     (),
     "db_pool_exhausted_total",
 )
