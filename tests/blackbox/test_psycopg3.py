@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -46,11 +47,20 @@ def psycopg3_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     given = os.environ.get("CRM_OTEL_TEST_VENV")
     if given and _has_psycopg3(Path(given) / "bin" / "python"):
         return Path(given) / "bin"
-    venv = tmp_path_factory.mktemp("psycopg3") / "venv"
+    work = tmp_path_factory.mktemp("psycopg3")
+    # Built from a copy: an in-tree build would leave build/ in the worktree, and stale
+    # files there could end up in a later wheel.
+    source = work / "src"
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(".*", "build", "dist", "*.egg-info", "__pycache__"),
+    )
+    venv = work / "venv"
     python = venv / "bin" / "python"
     steps = [
         [sys.executable, "-m", "venv", str(venv)],
-        [str(python), "-m", "pip", "install", "-q", f"{ROOT}[example]", "psycopg[binary,pool]"],
+        [str(python), "-m", "pip", "install", "-q", f"{source}[example]", "psycopg[binary,pool]"],
     ]
     for step in steps:
         done = subprocess.run(step, capture_output=True, text=True, timeout=900)
