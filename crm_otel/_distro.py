@@ -27,6 +27,10 @@ DEFAULTS: dict[str, str] = {
 
 SERVICE_NAME = "crm-backend"
 
+POSTGRES_INSTRUMENTATIONS = frozenset({"psycopg2", "psycopg"})
+"""Entry points of the PostgreSQL drivers' instrumentations (psycopg2, psycopg 3): both get
+the same options."""
+
 
 def apply_defaults(environ: MutableMapping[str, str]) -> None:
     """Fill in crm-otel's defaults for the standard variables the user left unset."""
@@ -49,7 +53,7 @@ class CrmOtelDistro(BaseDistro):  # type: ignore[misc]
             # instrumentation would attach a second handler and export every record twice.
             return
         settings = Settings.from_env(os.environ)
-        if name == "psycopg2":
+        if name in POSTGRES_INSTRUMENTATIONS:
             # Parameter values are personal data: never captured, whatever a default says.
             kwargs["capture_parameters"] = False
             kwargs["enable_commenter"] = settings.sqlcommenter
@@ -57,6 +61,9 @@ class CrmOtelDistro(BaseDistro):  # type: ignore[misc]
             _redis_options(settings, kwargs)
         if name == "django":
             from crm_otel._django import instrument_django
+            from crm_otel._postgres import watch_connections
+
+            watch_connections()
 
             kwargs.setdefault("excluded_urls", _django_excluded_urls(os.environ))
             instrumentor = entry_point.load()()

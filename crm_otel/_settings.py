@@ -69,7 +69,7 @@ CRM_OTEL_SAMPLING_EXPORT_QUEUE_SIZE = define(
 CRM_OTEL_SQLCOMMENTER = define(
     "CRM_OTEL_SQLCOMMENTER",
     "false",
-    "Append sqlcommenter comments (trace context) to SQL sent by psycopg2.",
+    "Append sqlcommenter comments (trace context) to SQL sent by psycopg2 or psycopg 3.",
 )
 CRM_OTEL_REDIS_ROOT_SPANS = define(
     "CRM_OTEL_REDIS_ROOT_SPANS",

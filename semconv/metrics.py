@@ -334,7 +334,7 @@ DB_CONNECTIONS_ACTIVE: Final = _definition(
     "crm.db.connections.active",
     _U,
     "{connection}",
-    "Database connections Django holds open right now.",
+    "Database connections Django holds right now: open, or checked out of its pool.",
     (),
     "db_connections_active_gauge",
 )
@@ -358,7 +358,8 @@ DB_POOL_EXHAUSTED: Final = _definition(
     "crm.db.pool_exhausted",
     _C,
     "{event}",
-    "Connection attempts refused because the server has no connection slot left.",
+    "Connections refused for lack of a slot: none left on the server, or none free in time "
+    "in Django's pool.",
     (),
     "db_pool_exhausted_total",
 )

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from crm_otel._django import route_template
-from crm_otel.metrics import _runtime
+from crm_otel.metrics import _pool, _runtime
 from crm_otel.metrics._cache_scope import cache_locations
 from semconv.metrics import OTHER, UNMATCHED_PATH, DbErrorType, QueryType
 
@@ -125,11 +125,20 @@ _EXHAUSTED_MESSAGES = (
 )
 
 
+_POOL_ERRORS = ("PoolTimeout", "TooManyRequests")
+"""psycopg_pool's errors for a pool with no connection to give: none came free in time,
+or too many requests were already waiting."""
+
+
 def is_pool_exhaustion(exc: BaseException) -> bool:
-    """Whether a connection was refused for lack of a free slot (PostgreSQL 53300, MySQL 1040)."""
+    """Whether a connection was refused for lack of a free slot: the server's (PostgreSQL
+    53300, MySQL 1040) or a psycopg 3 pool's (`PoolTimeout`, `TooManyRequests`)."""
     for e in (exc, exc.__cause__, exc.__context__):
         if e is None:
             continue
+        kind = type(e)
+        if kind.__module__.split(".")[0] == "psycopg_pool" and kind.__name__ in _POOL_ERRORS:
+            return True
         if getattr(e, "pgcode", None) == "53300":
             return True
         if any(m in str(e).lower() for m in _EXHAUSTED_MESSAGES):
@@ -197,6 +206,11 @@ def _on_connection_created(sender: Any = None, connection: Any = None, **_: Any)
     if raw is None:
         return
     counter = runtime.instruments.db_connections
+    pool = _pool.pool_of(raw)
+    if pool is not None:  # returned to the pool, not closed: counted until its return
+        _pool.hook_returns(pool)
+        _pool.CHECKED_OUT.checkout(raw, counter)
+        return
     counter.add(1)
     pid = os.getpid()
     # Django drops its reference on close, so CPython finalizes the driver's connection

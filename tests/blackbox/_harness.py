@@ -309,14 +309,19 @@ def get(
 
 
 def start_web(
-    env: dict[str, str], server: str = "runserver", workers: int = 2, timeout: float = 40.0
+    env: dict[str, str],
+    server: str = "runserver",
+    workers: int = 2,
+    timeout: float = 40.0,
+    bin_dir: Path | None = None,
 ) -> CrmProcess:
     """Start the example CRM under `opentelemetry-instrument` and wait until it answers.
 
-    `server` is `runserver` (with `--noreload`), `runserver-autoreload` or `gunicorn`.
+    `server` is `runserver` (with `--noreload`), `runserver-autoreload` or `gunicorn`;
+    `bin_dir` is the `bin` of another venv to run it from (put it first on the env's PATH).
     """
     port = free_port()
-    instrument = str(BIN / "opentelemetry-instrument")
+    instrument = str((bin_dir or BIN) / "opentelemetry-instrument")
     if server == "runserver":
         args = [instrument, "python", "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"]
     elif server == "runserver-autoreload":

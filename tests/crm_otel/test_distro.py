@@ -44,3 +44,29 @@ def test_otlp_protocol_selects_the_exporter(protocol: str | None, module: str) -
     spans, _, _ = _sdk.exporters_from_env()
     (exporter,) = spans.values()
     assert exporter.__module__ == module
+
+
+class _Recording:
+    """An instrumentor that keeps the options it was given."""
+
+    given: dict[str, object] = {}
+
+    def instrument(self, **kwargs: object) -> None:
+        type(self).given = kwargs
+
+
+@pytest.mark.parametrize("name", ["psycopg", "psycopg2"])
+@pytest.mark.parametrize("commenter", ["true", "false"])
+def test_both_postgres_drivers_get_the_same_options(name: str, commenter: str) -> None:
+    """psycopg 3 and psycopg2 never capture parameters; sqlcommenter follows the variable."""
+    from opentelemetry.util._importlib_metadata import EntryPoint
+
+    from crm_otel._distro import CrmOtelDistro
+
+    os.environ["CRM_OTEL_SQLCOMMENTER"] = commenter
+    entry_point = EntryPoint(name, f"{__name__}:_Recording", "opentelemetry_instrumentor")
+    CrmOtelDistro().load_instrumentor(entry_point, capture_parameters=True)
+    assert _Recording.given == {
+        "capture_parameters": False,
+        "enable_commenter": commenter == "true",
+    }

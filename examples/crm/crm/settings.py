@@ -1,10 +1,15 @@
 """Settings of the example CRM.
 
 Embedded defaults (SQLite, local-memory cache, eager Celery) unless DATABASE_URL and
-REDIS_URL point at real servers. Note: no crm-otel setting here; it is all zero-code.
+REDIS_URL point at real servers. With DATABASE_URL, CRM_EXAMPLE_DB_POOL=true (or a JSON
+object of psycopg_pool options, e.g. {"max_size": 4}) turns on Django's connection pool
+(Django 5.1+ with psycopg 3 and psycopg[pool]). Note: no crm-otel setting here; it is all
+zero-code.
 """
 
+import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -56,8 +61,8 @@ def _database(url: str | None) -> dict[str, object]:
         )
         return {"ENGINE": "django.db.backends.sqlite3", "NAME": path}
     parts = urlsplit(url)
-    return {
-        # psycopg2's backend: the psycopg2 instrumentation sees nothing under psycopg 3.
+    database: dict[str, object] = {
+        # Django picks psycopg 3 when it is installed, else psycopg2.
         "ENGINE": "django.db.backends.postgresql",
         "NAME": parts.path.lstrip("/"),
         "USER": unquote(parts.username or ""),
@@ -66,6 +71,49 @@ def _database(url: str | None) -> dict[str, object]:
         "PORT": str(parts.port or ""),
         "CONN_MAX_AGE": 0,
     }
+    pool = _pool_options(os.environ.get("CRM_EXAMPLE_DB_POOL", ""))
+    if pool:
+        unavailable = _pool_unavailable()
+        if unavailable:
+            print(f"example CRM: CRM_EXAMPLE_DB_POOL ignored: {unavailable}", file=sys.stderr)
+        else:
+            database["OPTIONS"] = {"pool": pool}
+    return database
+
+
+def _pool_options(value: str) -> bool | dict[str, object]:
+    """`true` (psycopg_pool's defaults) or a JSON object of pool options; else no pool."""
+    if value.strip().startswith("{"):
+        try:
+            options = json.loads(value)
+        except ValueError:
+            options = None
+        if isinstance(options, dict):
+            return options
+    elif value.strip().lower() in ("", "false"):
+        return False
+    elif value.strip().lower() == "true":
+        return True
+    print(
+        "example CRM: CRM_EXAMPLE_DB_POOL: expected true, false or a JSON object of "
+        f"psycopg_pool options, got {value!r}; no pool",
+        file=sys.stderr,
+    )
+    return False
+
+
+def _pool_unavailable() -> str:
+    """Why Django's connection pool cannot be used here, or "" when it can."""
+    import django
+
+    if django.VERSION < (5, 1):
+        return f"Django's pool needs Django 5.1+, this is {django.get_version()}"
+    try:
+        import psycopg  # noqa: F401
+        import psycopg_pool  # noqa: F401
+    except ImportError:
+        return "Django's pool needs psycopg 3 with its pool (pip install 'psycopg[binary,pool]')"
+    return ""
 
 
 DATABASES = {"default": _database(os.environ.get("DATABASE_URL"))}
