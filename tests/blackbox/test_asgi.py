@@ -1,0 +1,249 @@
+"""ASGI and preloaded WSGI: the example CRM under `opentelemetry-instrument uvicorn
+crm.asgi:application --workers 2` (workers spawned, not forked) and `gunicorn --preload`
+gets the same server spans, access lines, correlation ids and exact metrics as gunicorn."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from crm_otel.metrics._store import GroupStore
+from tests.blackbox._harness import CrmProcess, OtlpReceiver, crm_env, get, running, start_web
+
+pytestmark = pytest.mark.blackbox
+
+SERVER, STATUS_ERROR = 2, 2  # OTLP SpanKind.SERVER, Status.STATUS_CODE_ERROR
+HEALTHZ = "/healthz"  # polled by the harness until the server answers: not counted here
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request, what it must answer and the route it must be labelled with."""
+
+    correlation_id: str
+    method: str
+    path: str
+    status: int
+    route: str | None  # Django's route (`api/v1/leads/<int:pk>/`); None when none matches
+    data: bytes | None = None
+
+    @property
+    def label(self) -> tuple[str, str, str]:
+        path = "/" + self.route if self.route is not None else "unmatched"
+        return (self.method, path, str(self.status))
+
+
+def _calls(prefix: str) -> list[Call]:
+    """A mix over several routes: creates (with a user and org), reads, cache-backed
+    searches, slow requests (so both workers get some), a 404 and two 500s."""
+    calls: list[Call] = []
+
+    def add(method: str, path: str, status: int, route: str | None, data: bytes | None = None):
+        calls.append(Call(f"{prefix}-{len(calls)}", method, path, status, route, data))
+
+    for n in range(3):
+        add("POST", "/api/v1/leads/", 201, "api/v1/leads/", json.dumps({"name": f"L{n}"}).encode())
+    for _ in range(4):
+        add("GET", "/api/v1/leads/", 200, "api/v1/leads/")
+    for q in ("l", "l", "acme", "zz"):
+        add("GET", f"/api/v1/search/?q={q}", 200, "api/v1/search/")
+    for _ in range(6):
+        add("GET", "/api/v1/slow/?ms=40", 200, "api/v1/slow/")
+    add("GET", "/api/v1/leads/987654/", 404, "api/v1/leads/<int:pk>/")
+    add("GET", "/no/such/route/", 404, None)
+    for _ in range(2):
+        add("GET", "/api/v1/boom/", 500, "api/v1/boom/")
+    return calls
+
+
+def _send(web: CrmProcess, calls: list[Call]) -> None:
+    """Send every call, six at a time; each must answer its status and echo its id."""
+
+    def one(call: Call) -> None:
+        headers = {"X-Correlation-ID": call.correlation_id, "X-Demo-User": "alice"}
+        headers["X-Demo-Org"] = "org-7"
+        if call.data is not None:
+            headers["Content-Type"] = "application/json"
+        status, response_headers, body = get(web.url + call.path, headers, call.data)
+        assert status == call.status, (call, body[:300], web.output()[-3000:])
+        assert response_headers.get("X-Correlation-ID") == call.correlation_id
+
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(one, calls))
+
+
+def _server_spans(receiver: OtlpReceiver, ids: set[str]) -> dict[str, dict[str, Any]]:
+    """The server span of every correlation id in `ids`, once all have arrived."""
+
+    def arrived(r: OtlpReceiver) -> dict[str, dict[str, Any]] | None:
+        found: dict[str, list[dict[str, Any]]] = {}
+        for span in r.spans():
+            cid = span["attributes"].get("crm.correlation_id")
+            if span["kind"] == SERVER and cid in ids:
+                found.setdefault(cid, []).append(span)
+        if set(found) != ids:
+            return None
+        duplicated = {cid: len(spans) for cid, spans in found.items() if len(spans) != 1}
+        assert not duplicated, f"more than one server span: {duplicated}"
+        return {cid: spans[0] for cid, spans in found.items()}
+
+    arrived.__name__ = f"{len(ids)} server spans"
+    return receiver.wait_for(arrived, timeout=30)  # type: ignore[no-any-return]
+
+
+def _check_trace_tree(receiver: OtlpReceiver, calls: list[Call]) -> dict[str, dict[str, Any]]:
+    """One server span per request, named by route with `http.route`, its DB spans below
+    it, the user and org on it; returns the spans by correlation id."""
+    servers = _server_spans(receiver, {c.correlation_id for c in calls})
+    spans = receiver.spans()
+    by_id = {s["span_id"]: s for s in spans}
+    for call in calls:
+        span = servers[call.correlation_id]
+        attrs = span["attributes"]
+        want = f"{call.method} {call.route}" if call.route is not None else call.method
+        assert span["name"] == want, (call, span["name"])
+        assert attrs.get("http.route") == call.route, (call, attrs)
+        assert attrs.get("http.status_code") == call.status
+        if call.status >= 500:
+            assert span["status_code"] == STATUS_ERROR, call
+        if call.route is not None:  # who asked is known once a route matched
+            assert attrs.get("crm.user.id") and attrs.get("crm.org.id") == "org-7", (call, attrs)
+        db = [
+            s
+            for s in spans
+            if s["trace_id"] == span["trace_id"]
+            and s["attributes"].get("db.system") == "postgresql"
+        ]
+        if call.route is not None:
+            assert db, f"no database span under {call}"
+        for child in db:
+            ancestor = child
+            while ancestor["span_id"] != span["span_id"]:
+                ancestor = by_id[ancestor["parent_span_id"]]
+    return servers
+
+
+def _access_lines(output: str, ids: set[str]) -> dict[str, list[dict[str, Any]]]:
+    lines: dict[str, list[dict[str, Any]]] = {}
+    for line in output.splitlines():
+        if not line.startswith("{"):
+            continue  # a span printed by a console exporter, or the launcher's banner
+        record = json.loads(line)
+        if record.get("logger") == "crm.access" and record.get("correlation_id") in ids:
+            lines.setdefault(record["correlation_id"], []).append(record)
+    return lines
+
+
+def _scrape(url: str) -> Counter[tuple[str, str, str]]:
+    status, _, body = get(url + "/metrics")
+    assert status == 200, body[:300]
+    counts: Counter[tuple[str, str, str]] = Counter()
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name == "http_requests_total" and labels["path"] != HEALTHZ:
+                counts[(labels["method"], labels["path"], labels["status"])] += int(sample.value)
+    return counts
+
+
+def _exact_on_every_scrape(web: CrmProcess, calls: list[Call], scrapes: int) -> None:
+    """Once the last request is a second old, every scrape counts exactly the calls."""
+    expected = Counter(call.label for call in calls)
+    time.sleep(1.0)
+    for _ in range(scrapes):
+        counts = _scrape(web.url)
+        assert counts == expected
+        assert sum(counts.values()) == len(calls)
+
+
+def test_uvicorn_workers_trace_log_and_count_every_request(
+    crm: None, receiver: OtlpReceiver
+) -> None:
+    """Under uvicorn with two spawned workers, each request has one server span named by
+    its route (DB spans below it, correlation id echoed and on it), one access line with its
+    trace and span ids, and every scrape, whichever worker answers, counts every request."""
+    calls = _calls("asgi")
+    ids = {c.correlation_id for c in calls}
+    with running(start_web(crm_env(receiver), server="uvicorn", workers=2)) as web:
+        _send(web, calls)
+        servers = _check_trace_tree(receiver, calls)
+        instances = {s["resource"].get("service.instance.id") for s in servers.values()}
+        assert len(instances) == 2, "the requests did not reach both workers"
+        _exact_on_every_scrape(web, calls, scrapes=12)
+        access = _access_lines(web.output(), ids)
+    assert {cid: len(lines) for cid, lines in access.items()} == {cid: 1 for cid in ids}
+    for call in calls:
+        (line,) = access[call.correlation_id]
+        span = servers[call.correlation_id]
+        assert (line["trace_id"], line["span_id"]) == (span["trace_id"], span["span_id"])
+        assert line["status_code"] == call.status
+        assert line["path"] == (call.label[1] if call.route is not None else "/no/such/route/")
+
+
+def test_uvicorn_worker_exit_flushes_spans_and_final_counts(
+    crm: None, receiver: OtlpReceiver
+) -> None:
+    """Stopping uvicorn while requests are still arriving: each worker, ended by SIGTERM
+    after its graceful shutdown, exports its buffered spans and writes its last counts, so
+    the server's state files hold exactly the requests answered."""
+    env = crm_env(
+        receiver,
+        OTEL_BSP_SCHEDULE_DELAY="60000",
+        OTEL_BSP_MAX_EXPORT_BATCH_SIZE="8000",
+        CRM_OTEL_METRICS_WRITE_INTERVAL_MS="1000",
+    )
+    web = start_web(env, server="uvicorn", workers=2)
+    answered: list[str] = []
+    stop = threading.Event()
+
+    def load(worker: int) -> None:
+        n = 0
+        while not stop.is_set():
+            cid = f"exit-{worker}-{n}"
+            n += 1
+            try:
+                status, _, _ = get(web.url + "/api/v1/leads/", {"X-Correlation-ID": cid}, timeout=5)
+            except OSError:
+                return  # the server has stopped listening
+            if status == 200:
+                answered.append(cid)
+
+    clients = [threading.Thread(target=load, args=(i,)) for i in range(3)]
+    with running(web):
+        for client in clients:
+            client.start()
+        time.sleep(1.5)
+        assert answered
+        assert not [s for s in receiver.spans() if s["kind"] == SERVER], "exported too early"
+        web.stop()
+    stop.set()
+    for client in clients:
+        client.join(30)
+    _server_spans(receiver, set(answered))
+    (group,) = [p for p in Path(env["CRM_OTEL_METRICS_DIR"]).iterdir() if p.is_dir()]
+    families = GroupStore(str(group)).collect().families
+    counted = sum(
+        value
+        for labels, value in families["http_requests_total"].items()
+        if dict(labels)["path"] != HEALTHZ
+    )
+    assert counted == len(answered)
+
+
+def test_gunicorn_preload_traces_and_exact_metrics(crm: None, receiver: OtlpReceiver) -> None:
+    """With `gunicorn --preload` (Django loaded in the master, then forked) requests still
+    get their server spans, DB spans and correlation ids, and scrapes count them exactly."""
+    calls = _calls("preload")
+    with running(start_web(crm_env(receiver), server="gunicorn-preload", workers=2)) as web:
+        _send(web, calls)
+        _check_trace_tree(receiver, calls)
+        _exact_on_every_scrape(web, calls, scrapes=6)
