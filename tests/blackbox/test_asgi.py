@@ -22,6 +22,7 @@ from tests.blackbox._harness import CrmProcess, OtlpReceiver, crm_env, get, runn
 pytestmark = pytest.mark.blackbox
 
 SERVER, STATUS_ERROR = 2, 2  # OTLP SpanKind.SERVER, Status.STATUS_CODE_ERROR
+LEADS = "/api/v1/leads/"
 HEALTHZ = "/healthz"  # polled by the harness until the server answers: not counted here
 
 
@@ -172,14 +173,28 @@ def test_uvicorn_workers_trace_log_and_count_every_request(
     its route (DB spans below it, correlation id echoed and on it), one access line with its
     trace and span ids, and every scrape, whichever worker answers, counts every request."""
     calls = _calls("asgi")
-    ids = {c.correlation_id for c in calls}
-    with running(start_web(crm_env(receiver), server="uvicorn", workers=2)) as web:
+    env = crm_env(receiver)
+    with running(start_web(env, server="uvicorn", workers=2)) as web:
         _send(web, calls)
         servers = _check_trace_tree(receiver, calls)
-        instances = {s["resource"].get("service.instance.id") for s in servers.values()}
+        for burst in range(10):
+            # The kernel hands connections to whichever worker accepts first: sometimes
+            # one worker takes a whole burst, so more follow until both have served.
+            if len({s["resource"]["service.instance.id"] for s in servers.values()}) == 2:
+                break
+            more = [Call(f"asgi-{burst}-{n}", "GET", LEADS, 200, LEADS[1:]) for n in range(12)]
+            _send(web, more)
+            calls += more
+            servers = _check_trace_tree(receiver, calls)
+        instances = {s["resource"]["service.instance.id"] for s in servers.values()}
         assert len(instances) == 2, "the requests did not reach both workers"
         _exact_on_every_scrape(web, calls, scrapes=12)
+        ids = {c.correlation_id for c in calls}
         access = _access_lines(web.output(), ids)
+        (group,) = [p for p in Path(env["CRM_OTEL_METRICS_DIR"]).iterdir() if p.is_dir()]
+        files = [p.name for p in group.iterdir() if p.name.startswith("p-")]
+    # The supervisor and the two workers; multiprocessing's resource tracker runs uninstrumented.
+    assert len(files) == 3, files
     assert {cid: len(lines) for cid, lines in access.items()} == {cid: 1 for cid in ids}
     for call in calls:
         (line,) = access[call.correlation_id]
