@@ -5,6 +5,7 @@ gets the same server spans, access lines, correlation ids and exact metrics as g
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 from collections import Counter
@@ -23,6 +24,7 @@ pytestmark = pytest.mark.blackbox
 
 SERVER, STATUS_ERROR = 2, 2  # OTLP SpanKind.SERVER, Status.STATUS_CODE_ERROR
 LEADS = "/api/v1/leads/"
+SEARCH = "api/v1/search/"
 HEALTHZ = "/healthz"  # polled by the harness until the server answers: not counted here
 
 
@@ -56,7 +58,7 @@ def _calls(prefix: str) -> list[Call]:
     for _ in range(4):
         add("GET", "/api/v1/leads/", 200, "api/v1/leads/")
     for q in ("l", "l", "acme", "zz"):
-        add("GET", f"/api/v1/search/?q={q}", 200, "api/v1/search/")
+        add("GET", f"/api/v1/search/?q={q}", 200, SEARCH)
     for _ in range(6):
         add("GET", "/api/v1/slow/?ms=40", 200, "api/v1/slow/")
     add("GET", "/api/v1/leads/987654/", 404, "api/v1/leads/<int:pk>/")
@@ -102,8 +104,8 @@ def _server_spans(receiver: OtlpReceiver, ids: set[str]) -> dict[str, dict[str, 
 
 
 def _check_trace_tree(receiver: OtlpReceiver, calls: list[Call]) -> dict[str, dict[str, Any]]:
-    """One server span per request, named by route with `http.route`, its DB spans below
-    it, the user and org on it; returns the spans by correlation id."""
+    """One server span per request, named by route with `http.route`, its PostgreSQL and
+    Redis spans below it, the user and org on it; returns the spans by correlation id."""
     servers = _server_spans(receiver, {c.correlation_id for c in calls})
     spans = receiver.spans()
     by_id = {s["span_id"]: s for s in spans}
@@ -118,14 +120,13 @@ def _check_trace_tree(receiver: OtlpReceiver, calls: list[Call]) -> dict[str, di
             assert span["status_code"] == STATUS_ERROR, call
         if call.route is not None:  # who asked is known once a route matched
             assert attrs.get("crm.user.id") and attrs.get("crm.org.id") == "org-7", (call, attrs)
-        db = [
-            s
-            for s in spans
-            if s["trace_id"] == span["trace_id"]
-            and s["attributes"].get("db.system") == "postgresql"
-        ]
+        trace = [s for s in spans if s["trace_id"] == span["trace_id"]]
+        db = [s for s in trace if s["attributes"].get("db.system") in ("postgresql", "redis")]
+        systems = {s["attributes"]["db.system"] for s in db}
         if call.route is not None:
-            assert db, f"no database span under {call}"
+            assert "postgresql" in systems, f"no database span under {call}"
+        if call.route == SEARCH:
+            assert "redis" in systems, f"no Redis span under {call}"
         for child in db:
             ancestor = child
             while ancestor["span_id"] != span["span_id"]:
@@ -252,6 +253,24 @@ def test_uvicorn_worker_exit_flushes_spans_and_final_counts(
         if dict(labels)["path"] != HEALTHZ
     )
     assert counted == len(answered)
+
+
+def test_uvicorn_restarted_workers_keep_counting_in_the_same_totals(crm: None) -> None:
+    """After SIGHUP makes uvicorn replace both workers with newly spawned ones, the new
+    workers count into the same totals and the replaced workers' counts are kept."""
+    web = start_web(crm_env(None, OTEL_TRACES_EXPORTER="none"), server="uvicorn", workers=2)
+    with running(web):
+        before = [Call(f"hup-{n}", "GET", LEADS, 200, LEADS[1:]) for n in range(12)]
+        _send(web, before)
+        _exact_on_every_scrape(web, before, scrapes=3)
+        web.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 60
+        while web.output().count("Terminated child process") < 2:
+            assert time.monotonic() < deadline, web.output()[-3000:]
+            time.sleep(0.2)
+        after = [Call(f"hup-after-{n}", "GET", LEADS, 200, LEADS[1:]) for n in range(6)]
+        _send(web, after)
+        _exact_on_every_scrape(web, before + after, scrapes=6)
 
 
 def test_gunicorn_preload_traces_and_exact_metrics(crm: None, receiver: OtlpReceiver) -> None:
