@@ -18,11 +18,19 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from crm_otel.metrics._store import GroupStore
-from tests.blackbox._harness import CrmProcess, OtlpReceiver, crm_env, get, running, start_web
+from tests.blackbox._harness import (
+    REDIS_URL,
+    CrmProcess,
+    OtlpReceiver,
+    crm_env,
+    get,
+    running,
+    start_web,
+)
 
 pytestmark = pytest.mark.blackbox
 
-SERVER, STATUS_ERROR = 2, 2  # OTLP SpanKind.SERVER, Status.STATUS_CODE_ERROR
+SERVER, PRODUCER, STATUS_ERROR = 2, 4, 2  # OTLP SpanKind values, Status.STATUS_CODE_ERROR
 LEADS = "/api/v1/leads/"
 SEARCH = "api/v1/search/"
 HEALTHZ = "/healthz"  # polled by the harness until the server answers: not counted here
@@ -121,28 +129,49 @@ def _check_trace_tree(receiver: OtlpReceiver, calls: list[Call]) -> dict[str, di
         if call.route is not None:  # who asked is known once a route matched
             assert attrs.get("crm.user.id") and attrs.get("crm.org.id") == "org-7", (call, attrs)
         trace = [s for s in spans if s["trace_id"] == span["trace_id"]]
-        db = [s for s in trace if s["attributes"].get("db.system") in ("postgresql", "redis")]
-        systems = {s["attributes"]["db.system"] for s in db}
+        below = [
+            s
+            for s in trace
+            if s["attributes"].get("db.system") in ("postgresql", "redis") or s["kind"] == PRODUCER
+        ]
+        systems = {s["attributes"].get("db.system", "celery") for s in below}
         if call.route is not None:
             assert "postgresql" in systems, f"no database span under {call}"
         if call.route == SEARCH:
             assert "redis" in systems, f"no Redis span under {call}"
-        for child in db:
+        if call.method == "POST":
+            assert "celery" in systems, f"no Celery producer span under {call}"
+        for child in below:
             ancestor = child
             while ancestor["span_id"] != span["span_id"]:
                 ancestor = by_id[ancestor["parent_span_id"]]
     return servers
 
 
-def _access_lines(output: str, ids: set[str]) -> dict[str, list[dict[str, Any]]]:
+def _log_lines(output: str, logger: str, ids: set[str]) -> dict[str, list[dict[str, Any]]]:
+    """JSON lines of `logger` by correlation id, for the ids in `ids`; every line of the
+    output must be JSON."""
     lines: dict[str, list[dict[str, Any]]] = {}
     for line in output.splitlines():
-        if not line.startswith("{"):
-            continue  # a span printed by a console exporter, or the launcher's banner
-        record = json.loads(line)
-        if record.get("logger") == "crm.access" and record.get("correlation_id") in ids:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            pytest.fail(f"not a JSON line: {line[:300]!r}")
+        if record.get("logger") == logger and record.get("correlation_id") in ids:
             lines.setdefault(record["correlation_id"], []).append(record)
     return lines
+
+
+def _queued_task_correlation_ids() -> list[str]:
+    """The correlation ids in the headers of the Celery messages waiting in the broker."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        messages = [json.loads(m) for m in client.lrange("celery", 0, -1)]
+    finally:
+        client.close()
+    return [m["headers"].get("crm_correlation_id") for m in messages]
 
 
 def _scrape(url: str) -> Counter[tuple[str, str, str]]:
@@ -171,8 +200,9 @@ def test_uvicorn_workers_trace_log_and_count_every_request(
     crm: None, receiver: OtlpReceiver
 ) -> None:
     """Under uvicorn with two spawned workers, each request has one server span named by
-    its route (DB spans below it, correlation id echoed and on it), one access line with its
-    trace and span ids, and every scrape, whichever worker answers, counts every request."""
+    its route (DB, Redis and Celery producer spans below it, correlation id echoed and on
+    it), one access line with its trace and span ids, the view's lines and sent tasks carry
+    its ids, and every scrape, whichever worker answers, counts every request."""
     calls = _calls("asgi")
     env = crm_env(receiver)
     with running(start_web(env, server="uvicorn", workers=2)) as web:
@@ -191,7 +221,8 @@ def test_uvicorn_workers_trace_log_and_count_every_request(
         assert len(instances) == 2, "the requests did not reach both workers"
         _exact_on_every_scrape(web, calls, scrapes=12)
         ids = {c.correlation_id for c in calls}
-        access = _access_lines(web.output(), ids)
+        access = _log_lines(web.output(), "crm.access", ids)
+        created = _log_lines(web.output(), "crm.leads", ids)
         (group,) = [p for p in Path(env["CRM_OTEL_METRICS_DIR"]).iterdir() if p.is_dir()]
         files = [p.name for p in group.iterdir() if p.name.startswith("p-")]
     # The supervisor and the two workers; multiprocessing's resource tracker runs uninstrumented.
@@ -203,6 +234,12 @@ def test_uvicorn_workers_trace_log_and_count_every_request(
         assert (line["trace_id"], line["span_id"]) == (span["trace_id"], span["span_id"])
         assert line["status_code"] == call.status
         assert line["path"] == (call.label[1] if call.route is not None else "/no/such/route/")
+    # The view's own line, and the task it sent, carry the request's ids.
+    posts = {c.correlation_id for c in calls if c.method == "POST"}
+    assert set(created) == posts
+    for cid in posts:
+        assert [line["trace_id"] for line in created[cid]] == [servers[cid]["trace_id"]]
+    assert sorted(_queued_task_correlation_ids()) == sorted(posts)
 
 
 def test_uvicorn_worker_exit_flushes_spans_and_final_counts(
