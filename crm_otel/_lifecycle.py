@@ -9,6 +9,7 @@ import threading
 from types import FrameType
 
 from crm_otel._providers import FLUSH_TIMEOUT_MILLIS, flush_all
+from crm_otel.metrics import _runtime
 
 
 def install_sigterm_flush() -> None:
@@ -42,8 +43,6 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 def _flush_before_exit() -> None:
     # Dying of SIGTERM skips atexit, where the metrics state file gets its last write:
     # written first, as it is local and quick, while the exporters may wait on a network.
-    from crm_otel.metrics import _runtime
-
     runtime = _runtime.current()
     if runtime is not None:
         runtime.recorder.flush()
