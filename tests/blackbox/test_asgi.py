@@ -4,6 +4,7 @@ gets the same server spans, access lines, correlation ids and exact metrics as g
 
 from __future__ import annotations
 
+import http.client
 import json
 import signal
 import threading
@@ -54,17 +55,17 @@ class Call:
 
 
 def _calls(prefix: str) -> list[Call]:
-    """A mix over several routes: creates (with a user and org), reads, cache-backed
-    searches, slow requests (so both workers get some), a 404 and two 500s."""
+    """A mix over several routes, all with a user and an org: creates (each sends a Celery
+    task), reads, cache-backed searches, slow requests, two 404s and two 500s."""
     calls: list[Call] = []
 
     def add(method: str, path: str, status: int, route: str | None, data: bytes | None = None):
         calls.append(Call(f"{prefix}-{len(calls)}", method, path, status, route, data))
 
     for n in range(3):
-        add("POST", "/api/v1/leads/", 201, "api/v1/leads/", json.dumps({"name": f"L{n}"}).encode())
+        add("POST", LEADS, 201, LEADS[1:], json.dumps({"name": f"L{n}"}).encode())
     for _ in range(4):
-        add("GET", "/api/v1/leads/", 200, "api/v1/leads/")
+        add("GET", LEADS, 200, LEADS[1:])
     for q in ("l", "l", "acme", "zz"):
         add("GET", f"/api/v1/search/?q={q}", 200, SEARCH)
     for _ in range(6):
@@ -80,8 +81,11 @@ def _send(web: CrmProcess, calls: list[Call]) -> None:
     """Send every call, six at a time; each must answer its status and echo its id."""
 
     def one(call: Call) -> None:
-        headers = {"X-Correlation-ID": call.correlation_id, "X-Demo-User": "alice"}
-        headers["X-Demo-Org"] = "org-7"
+        headers = {
+            "X-Correlation-ID": call.correlation_id,
+            "X-Demo-User": "alice",
+            "X-Demo-Org": "org-7",
+        }
         if call.data is not None:
             headers["Content-Type"] = "application/json"
         status, response_headers, body = get(web.url + call.path, headers, call.data)
@@ -174,9 +178,8 @@ def _queued_task_correlation_ids() -> list[str]:
     return [m["headers"].get("crm_correlation_id") for m in messages]
 
 
-def _scrape(url: str) -> Counter[tuple[str, str, str]]:
-    status, _, body = get(url + "/metrics")
-    assert status == 200, body[:300]
+def _counts(body: bytes) -> Counter[tuple[str, str, str]]:
+    """`http_requests_total` of a scrape by (method, path, status), health checks left out."""
     counts: Counter[tuple[str, str, str]] = Counter()
     for family in text_string_to_metric_families(body.decode()):
         for sample in family.samples:
@@ -191,9 +194,39 @@ def _exact_on_every_scrape(web: CrmProcess, calls: list[Call], scrapes: int) -> 
     expected = Counter(call.label for call in calls)
     time.sleep(1.0)
     for _ in range(scrapes):
-        counts = _scrape(web.url)
-        assert counts == expected
-        assert sum(counts.values()) == len(calls)
+        status, _, body = get(web.url + "/metrics")
+        assert status == 200, body[:300]
+        assert _counts(body) == expected
+        assert sum(_counts(body).values()) == len(calls)
+
+
+def _connection_to_each_worker(
+    web: CrmProcess, receiver: OtlpReceiver, workers: int
+) -> dict[str, http.client.HTTPConnection]:
+    """A keep-alive connection to each worker (by `service.instance.id`), found by sending
+    a traced health check on new connections until every worker has answered one."""
+    host, port = web.url.removeprefix("http://").split(":")
+    pinned: dict[str, http.client.HTTPConnection] = {}
+    for attempt in range(10):
+        probes = {
+            f"probe-{attempt}-{n}": http.client.HTTPConnection(host, int(port), timeout=10)
+            for n in range(6)
+        }
+        for cid, connection in probes.items():
+            connection.request("GET", HEALTHZ, headers={"X-Correlation-ID": cid})
+        for connection in probes.values():
+            response = connection.getresponse()
+            response.read()
+            assert response.status == 200
+        for cid, span in _server_spans(receiver, set(probes)).items():
+            instance = span["resource"]["service.instance.id"]
+            if instance in pinned:
+                probes[cid].close()
+            else:
+                pinned[instance] = probes[cid]
+        if len(pinned) == workers:
+            return pinned
+    raise AssertionError(f"only {len(pinned)} of {workers} workers answered 60 connections")
 
 
 def test_uvicorn_workers_trace_log_and_count_every_request(
@@ -219,7 +252,16 @@ def test_uvicorn_workers_trace_log_and_count_every_request(
             servers = _check_trace_tree(receiver, calls)
         instances = {s["resource"]["service.instance.id"] for s in servers.values()}
         assert len(instances) == 2, "the requests did not reach both workers"
-        _exact_on_every_scrape(web, calls, scrapes=12)
+        _exact_on_every_scrape(web, calls, scrapes=4)
+        # Each worker answers scrapes over its own connection: each must count them all.
+        expected = Counter(call.label for call in calls)
+        for connection in _connection_to_each_worker(web, receiver, workers=2).values():
+            for _ in range(4):
+                connection.request("GET", "/metrics")
+                response = connection.getresponse()
+                assert response.status == 200
+                assert _counts(response.read()) == expected
+            connection.close()
         ids = {c.correlation_id for c in calls}
         access = _log_lines(web.output(), "crm.access", ids)
         created = _log_lines(web.output(), "crm.leads", ids)
