@@ -318,15 +318,13 @@ def start_web(
     port = free_port()
     bind = f"127.0.0.1:{port}"
     gunicorn = ["gunicorn", "crm.wsgi", "-w", str(workers), "-b", bind, "--graceful-timeout", "10"]
+    uvicorn_bind = ["--host", "127.0.0.1", "--port", str(port)]
     commands = {
         "runserver": ["python", "manage.py", "runserver", "--noreload", bind],
         "runserver-autoreload": ["python", "manage.py", "runserver", bind],
         "gunicorn": gunicorn,
         "gunicorn-preload": [*gunicorn, "--preload"],
-        "uvicorn": [
-            *("uvicorn", "crm.asgi:application", "--workers", str(workers)),
-            *("--host", "127.0.0.1", "--port", str(port)),
-        ],
+        "uvicorn": ["uvicorn", "crm.asgi:application", "--workers", str(workers), *uvicorn_bind],
     }
     if server not in commands:
         raise ValueError(f"server: expected one of {sorted(commands)}, got {server!r}")

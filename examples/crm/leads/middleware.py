@@ -10,7 +10,7 @@ class DemoUserMiddleware(RemoteUserMiddleware):
     """
 
     header = "HTTP_X_DEMO_USER"
-    # Under ASGI, Django 5.2's async path of RemoteUserMiddleware reads "HTTP_" + header
+    # Under ASGI, the async path (Django 5.2, 6.0) of RemoteUserMiddleware reads "HTTP_" + header
     # (HTTP_HTTP_X_DEMO_USER here): the sync path reads the header under WSGI and ASGI alike.
     async_capable = False
 
