@@ -9,6 +9,7 @@ from typing import Any
 from opentelemetry.sdk.resources import Resource
 
 from crm_otel import _sdk, logs, metrics
+from crm_otel._distro import is_helper_process
 from crm_otel._export_health import quiet_exporter_logs
 from crm_otel._lifecycle import install_sigterm_flush
 from crm_otel._log import internal_logger
@@ -21,6 +22,8 @@ class CrmOtelConfigurator(_sdk.BaseConfigurator):
     """Registered as the `opentelemetry_configurator` entry point `crm_otel`."""
 
     def _configure(self, **kwargs: Any) -> None:
+        if is_helper_process():
+            return
         try:
             configure(
                 os.environ, auto_instrumentation_version=kwargs.get("auto_instrumentation_version")

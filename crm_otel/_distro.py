@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, MutableMapping
+import sys
+from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
 from opentelemetry import trace
@@ -31,6 +32,9 @@ POSTGRES_INSTRUMENTATIONS = frozenset({"psycopg2", "psycopg"})
 """Entry points of the PostgreSQL drivers' instrumentations (psycopg2, psycopg 3): both get
 the same options."""
 
+_HELPER_COMMANDS = ("from multiprocessing.resource_tracker import main",)
+"""`python -c` commands of helper processes that run no app code."""
+
 
 def apply_defaults(environ: MutableMapping[str, str]) -> None:
     """Fill in crm-otel's defaults for the standard variables the user left unset."""
@@ -40,6 +44,14 @@ def apply_defaults(environ: MutableMapping[str, str]) -> None:
         environ.setdefault("OTEL_SERVICE_NAME", SERVICE_NAME)
 
 
+def is_helper_process(argv: Sequence[str] | None = None) -> bool:
+    """Whether this process is multiprocessing's resource tracker: a server that spawns its
+    workers (uvicorn `--workers`) starts one with its own environment, launcher included,
+    and instrumenting it would cost tens of MB for a process that runs no app code."""
+    argv = sys.orig_argv if argv is None else argv
+    return any(arg.startswith(_HELPER_COMMANDS) for arg in argv)
+
+
 class CrmOtelDistro(BaseDistro):  # type: ignore[misc]
     """Registered as the `opentelemetry_distro` entry point `crm_otel`."""
 
@@ -47,6 +59,8 @@ class CrmOtelDistro(BaseDistro):  # type: ignore[misc]
         apply_defaults(os.environ)
 
     def load_instrumentor(self, entry_point: EntryPoint, **kwargs: Any) -> None:
+        if is_helper_process():
+            return
         name = entry_point.name
         if name == "logging":
             # crm-otel bridges log records to the OTel logs SDK itself; the logging

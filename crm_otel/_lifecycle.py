@@ -1,4 +1,5 @@
-"""Flush on SIGTERM for servers that do not handle it themselves (runserver, plain scripts)."""
+"""Flush on SIGTERM for servers that do not handle it themselves (runserver, plain scripts),
+or that hand it back once they are done (uvicorn re-raises it after a graceful shutdown)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,16 @@ import threading
 from types import FrameType
 
 from crm_otel._providers import FLUSH_TIMEOUT_MILLIS, flush_all
+from crm_otel.metrics import _runtime
 
 
 def install_sigterm_flush() -> None:
     """Flush the providers on SIGTERM, then die of SIGTERM as the process would have.
 
     Only when SIGTERM still has its default action: gunicorn and Celery install their
-    own handlers later and exit through paths where the SDK's atexit hooks run.
+    own handlers later and exit through paths where the SDK's atexit hooks run. uvicorn
+    also installs its own, then restores this one and raises SIGTERM again after its
+    graceful shutdown, so its workers end here too.
     """
     if threading.current_thread() is not threading.main_thread():
         return
@@ -27,8 +31,19 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     # The handler runs on the main thread between two bytecodes, possibly inside a
     # processor's lock: flushing here could wait on that lock forever. A thread flushes,
     # and the process dies when it is done or its time is up, whichever comes first.
-    flusher = threading.Thread(target=flush_all, name="crm-otel-sigterm-flush", daemon=True)
+    flusher = threading.Thread(
+        target=_flush_before_exit, name="crm-otel-sigterm-flush", daemon=True
+    )
     flusher.start()
     flusher.join(FLUSH_TIMEOUT_MILLIS / 1000 + 1)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _flush_before_exit() -> None:
+    # Dying of SIGTERM skips atexit, where the metrics state file gets its last write:
+    # written first, as it is local and quick, while the exporters may wait on a network.
+    runtime = _runtime.current()
+    if runtime is not None:
+        runtime.recorder.flush()
+    flush_all()

@@ -317,29 +317,25 @@ def start_web(
 ) -> CrmProcess:
     """Start the example CRM under `opentelemetry-instrument` and wait until it answers.
 
-    `server` is `runserver` (with `--noreload`), `runserver-autoreload` or `gunicorn`;
-    `bin_dir` is the `bin` of another venv to run it from (put it first on the env's PATH).
+    `server` is `runserver` (with `--noreload`), `runserver-autoreload`, `gunicorn`,
+    `gunicorn-preload` (the app loaded in the master before the fork) or `uvicorn`
+    (ASGI; `--workers` are spawned, not forked); `bin_dir` is the `bin` of another venv
+    to run it from (put it first on the env's PATH).
     """
     port = free_port()
-    instrument = str((bin_dir or BIN) / "opentelemetry-instrument")
-    if server == "runserver":
-        args = [instrument, "python", "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"]
-    elif server == "runserver-autoreload":
-        args = [instrument, "python", "manage.py", "runserver", f"127.0.0.1:{port}"]
-    elif server == "gunicorn":
-        args = [
-            instrument,
-            "gunicorn",
-            "crm.wsgi",
-            "-w",
-            str(workers),
-            "-b",
-            f"127.0.0.1:{port}",
-            "--graceful-timeout",
-            "10",
-        ]
-    else:
-        raise ValueError(f"server: expected runserver or gunicorn, got {server!r}")
+    bind = f"127.0.0.1:{port}"
+    gunicorn = ["gunicorn", "crm.wsgi", "-w", str(workers), "-b", bind, "--graceful-timeout", "10"]
+    uvicorn_bind = ["--host", "127.0.0.1", "--port", str(port)]
+    commands = {
+        "runserver": ["python", "manage.py", "runserver", "--noreload", bind],
+        "runserver-autoreload": ["python", "manage.py", "runserver", bind],
+        "gunicorn": gunicorn,
+        "gunicorn-preload": [*gunicorn, "--preload"],
+        "uvicorn": ["uvicorn", "crm.asgi:application", "--workers", str(workers), *uvicorn_bind],
+    }
+    if server not in commands:
+        raise ValueError(f"server: expected one of {sorted(commands)}, got {server!r}")
+    args = [str((bin_dir or BIN) / "opentelemetry-instrument"), *commands[server]]
     web = CrmProcess(args, env, url=f"http://127.0.0.1:{port}")
     deadline = time.monotonic() + timeout
     while True:

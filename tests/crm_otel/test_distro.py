@@ -7,7 +7,7 @@ import os
 import pytest
 
 from crm_otel import _sdk
-from crm_otel._distro import apply_defaults
+from crm_otel._distro import apply_defaults, is_helper_process
 
 
 def test_defaults_fill_only_unset_variables() -> None:
@@ -70,3 +70,16 @@ def test_both_postgres_drivers_get_the_same_options(name: str, commenter: str) -
         "capture_parameters": False,
         "enable_commenter": commenter == "true",
     }
+
+
+@pytest.mark.parametrize(
+    ("argv", "helper"),
+    [
+        (["python", "-B", "-c", "from multiprocessing.resource_tracker import main;main(6)"], True),
+        (["python", "-c", "from multiprocessing.spawn import spawn_main; spawn_main()"], False),
+        (["python", "/venv/bin/uvicorn", "crm.asgi:application", "--workers", "2"], False),
+    ],
+)
+def test_only_the_resource_tracker_is_a_helper(argv: list[str], helper: bool) -> None:
+    """multiprocessing's resource tracker is left uninstrumented; spawned workers are not."""
+    assert is_helper_process(argv) is helper

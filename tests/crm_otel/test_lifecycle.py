@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
+
+from crm_otel.metrics._store import GroupStore
 
 
 def test_sigterm_inside_a_processor_lock_still_terminates() -> None:
@@ -37,3 +41,40 @@ def test_sigterm_inside_a_processor_lock_still_terminates() -> None:
     )
     result = subprocess.run([sys.executable, "-c", script], timeout=25, capture_output=True)
     assert result.returncode == -signal.SIGTERM, result.stderr.decode()
+
+
+def test_sigterm_writes_the_metrics_state_first(tmp_path: Path) -> None:
+    """A process dying of SIGTERM (runserver; a uvicorn worker, whose server hands SIGTERM
+    back after its graceful shutdown) writes its metrics state file first: counts made
+    since the last periodic write are not lost."""
+    script = textwrap.dedent(
+        """
+        import os, signal, sys, time
+        from opentelemetry.sdk.resources import Resource
+        from crm_otel import metrics
+        from crm_otel._lifecycle import install_sigterm_flush
+        from crm_otel.metrics import _runtime
+
+        metrics.setup_metrics(Resource.create({}), {}, os.environ)
+        install_sigterm_flush()
+        time.sleep(0.3)  # past the first periodic write
+        labels = {"method": "GET", "path": "/x/", "status": "200"}
+        _runtime.current().instruments.http_requests.add(3, labels)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)
+        """
+    )
+    env = {
+        **os.environ,
+        "CRM_OTEL_METRICS_DIR": str(tmp_path),
+        "CRM_OTEL_METRICS_WRITE_INTERVAL_MS": "1000",
+    }
+    env.pop("_CRM_OTEL_METRICS_GROUP", None)
+    result = subprocess.run(
+        [sys.executable, "-c", script], timeout=25, capture_output=True, env=env
+    )
+    assert result.returncode == -signal.SIGTERM, result.stderr.decode()
+    (group,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    families = GroupStore(str(group)).collect().families
+    key = (("method", "GET"), ("path", "/x/"), ("status", "200"))
+    assert families["http_requests_total"][key] == 3

@@ -14,6 +14,9 @@ class DemoUserMiddleware(RemoteUserMiddleware):
     """
 
     header = "HTTP_X_DEMO_USER"
+    # Under ASGI, the async path (Django 5.2, 6.0) of RemoteUserMiddleware reads "HTTP_" + header
+    # (HTTP_HTTP_X_DEMO_USER here): the sync path reads the header under WSGI and ASGI alike.
+    async_capable = False
 
     def __call__(self, request):
         org = request.headers.get("X-Demo-Org")
