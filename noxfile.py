@@ -39,14 +39,18 @@ class Row:
     driver: str  # psycopg2 or psycopg
     server: str  # gunicorn, gunicorn-preload or uvicorn
     redis_db: int
+    extra: tuple[str, ...] = ()
+    """Further pins (the oldest Celery the project supports, say)."""
 
 
 ROWS = [
-    Row("oldest", "3.11", "4.2", "psycopg2", "gunicorn", 1),
+    Row("oldest", "3.11", "4.2", "psycopg2", "gunicorn", 1, ("celery==5.4.*", "kombu==5.4.*")),
     Row("py311-dj52-psycopg-preload", "3.11", "5.2", "psycopg", "gunicorn-preload", 2),
     Row("py312-dj52-psycopg2-uvicorn", "3.12", "5.2", "psycopg2", "uvicorn", 3),
     Row("py312-dj60-psycopg-gunicorn", "3.12", "6.0", "psycopg", "gunicorn", 4),
     Row("py313-dj52-psycopg2-preload", "3.13", "5.2", "psycopg2", "gunicorn-preload", 1),
+    Row("py312-dj42-psycopg-uvicorn", "3.12", "4.2", "psycopg", "uvicorn", 3),
+    Row("py313-dj61-psycopg-gunicorn", "3.13", "6.1", "psycopg", "gunicorn", 4),
     Row("newest", "3.13", "6.0", "psycopg", "uvicorn", 2),
 ]
 """The oldest and newest rows are the ones CI runs on every change."""
@@ -77,6 +81,7 @@ def _run_row(session: nox.Session, row: Row) -> None:
         f"{wheel}[example]",
         f"django=={row.django}.*",
         DRIVERS[row.driver],
+        *row.extra,
         # The test runner's own needs; the CRM's processes use only the wheel's.
         "pytest>=8",
         "opentelemetry-proto==1.45.1",
