@@ -60,8 +60,12 @@ def setup_metrics(
         return
     try:
         _runtime.install(_build_runtime(settings, provider, state_reader))
-    except Exception:  # metrics must never stop the app or its tracing
-        internal_logger.exception("crm-otel metrics could not start; the app runs without them")
+    except Exception as exc:  # metrics must never stop the app or its tracing
+        internal_logger.warning(
+            "crm-otel metrics could not start (%s: %s); the app and its tracing run without them",
+            type(exc).__name__,
+            exc,
+        )
         _runtime.install(None)
 
 
@@ -72,7 +76,7 @@ def _build_runtime(
     from crm_otel.metrics import _celery, _django, _process
     from crm_otel.metrics._recorder import ProcessRecorder
     from crm_otel.metrics._redis import RedisPoller
-    from crm_otel.metrics._store import GroupStore, remove_old_groups
+    from crm_otel.metrics._store import remove_old_groups
     from semconv import metrics as semconv_metrics
 
     group = os.environ.get(GROUP_VARIABLE)
@@ -80,7 +84,7 @@ def _build_runtime(
         group = f"g-{os.getpid()}-{int(time.time())}"
         os.environ[GROUP_VARIABLE] = group
         remove_old_groups(settings.directory, keep=group)
-    store = GroupStore(os.path.join(settings.directory, group), settings.label_cap)
+    store = _open_store(settings, group)
     meter = provider.get_meter(METER_NAME, __version__)
     instruments = Instruments.create(meter, settings.label_cap)
     poller = RedisPoller(settings.redis_poll_s)
@@ -94,6 +98,36 @@ def _build_runtime(
     _django.connect_signals()
     _celery.connect_signals()
     return runtime
+
+
+def _open_store(settings: MetricsSettings, group: str) -> Any:
+    """The group's store in the configured directory; when that cannot be created or
+    written, one line naming `CRM_OTEL_METRICS_DIR`, and the default directory instead."""
+    from crm_otel.metrics._settings import default_directory
+    from crm_otel.metrics._store import GroupStore
+
+    def usable(root: str) -> GroupStore:
+        store = GroupStore(os.path.join(root, group), settings.label_cap)
+        probe = os.path.join(store.directory, f".probe-{os.getpid()}")
+        with open(probe, "w", encoding="ascii") as handle:  # read-only or full: fail here
+            handle.write("ok")
+        os.remove(probe)
+        return store
+
+    try:
+        return usable(settings.directory)
+    except OSError as exc:
+        default = default_directory()
+        if os.path.abspath(settings.directory) == os.path.abspath(default):
+            raise
+        internal_logger.warning(
+            "CRM_OTEL_METRICS_DIR: expected a directory crm-otel can create and write, got "
+            "%r (%s); using the default %r",
+            settings.directory,
+            exc.strerror or exc,
+            default,
+        )
+        return usable(default)
 
 
 def span_processors() -> list[SpanProcessor]:
