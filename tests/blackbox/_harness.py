@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import json
 import os
 import signal
 import socket
@@ -207,6 +208,16 @@ def _span(span: Any, resource: dict[str, Any], scope: str) -> dict[str, Any]:
         "end_ns": span.end_time_unix_nano,
         "trace_state": span.trace_state,
     }
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    """The JSON lines of a process's output (the gunicorn master's own lines are plain)."""
+    lines = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            with contextlib.suppress(ValueError):
+                lines.append(json.loads(line))
+    return lines
 
 
 def crm_env(receiver: OtlpReceiver | None, **overrides: str) -> dict[str, str]:

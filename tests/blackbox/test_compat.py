@@ -23,6 +23,7 @@ from tests.blackbox._harness import (
     OtlpReceiver,
     crm_env,
     get,
+    json_lines,
     running,
     start_web,
     start_worker,
@@ -63,17 +64,6 @@ def _api_user() -> dict[str, Any]:
         text=True,
     )
     return dict(json.loads(result.stdout))
-
-
-def _json_lines(text: str) -> list[dict[str, Any]]:
-    lines = []
-    for line in text.splitlines():
-        if line.startswith("{"):
-            try:
-                lines.append(json.loads(line))
-            except ValueError:
-                continue
-    return lines
 
 
 def _requests_total(url: str) -> float:
@@ -185,7 +175,7 @@ def test_row_traces_logs_and_metrics(crm: None, receiver: OtlpReceiver) -> None:
     assert {PRODUCER, CONSUMER} <= kinds
 
     access = {
-        line.get("correlation_id"): line for line in _json_lines(output) if "status_code" in line
+        line.get("correlation_id"): line for line in json_lines(output) if "status_code" in line
     }
     for cid, _, status in sent:
         line = access.get(cid)

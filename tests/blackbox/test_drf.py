@@ -15,6 +15,7 @@ from tests.blackbox._harness import (
     OtlpReceiver,
     crm_env,
     get,
+    json_lines,
     running,
     start_web,
 )
@@ -48,8 +49,7 @@ def _server_span(receiver: OtlpReceiver, correlation_id: str) -> dict[str, Any]:
 
 
 def _lines(output: str, correlation_id: str) -> list[dict[str, Any]]:
-    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
-    return [line for line in lines if line.get("correlation_id") == correlation_id]
+    return [line for line in json_lines(output) if line.get("correlation_id") == correlation_id]
 
 
 def _access_line(output: str, correlation_id: str) -> dict[str, Any]:

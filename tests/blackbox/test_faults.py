@@ -4,15 +4,13 @@ labels stay bounded, and what goes wrong is said once."""
 from __future__ import annotations
 
 import http.client
-import json
 import socket
 import time
-from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
-from tests.blackbox._harness import OtlpReceiver, crm_env, get, running, start_web
+from tests.blackbox._harness import OtlpReceiver, crm_env, get, json_lines, running, start_web
 
 pytestmark = pytest.mark.blackbox
 
@@ -38,10 +36,6 @@ def _raw_request(url: str, path: bytes, headers: list[tuple[bytes, bytes]]) -> i
     return int(reply.split(b" ", 2)[1])
 
 
-def _json_lines(text: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
-
-
 def test_hostile_headers_and_paths_are_bounded(crm: None, receiver: OtlpReceiver) -> None:
     """Oversized and invalid-UTF-8 correlation ids, user agents and paths are answered,
     logged in bounded lines, and never become a correlation id; the server keeps serving."""
@@ -61,7 +55,7 @@ def test_hostile_headers_and_paths_are_bounded(crm: None, receiver: OtlpReceiver
         output = web.output()
     lines = output.splitlines()
     assert max(len(line) for line in lines) < MAX_LINE
-    access = [line for line in _json_lines(output) if line.get("logger") == "crm.access"]
+    access = [line for line in json_lines(output) if line.get("logger") == "crm.access"]
     assert len(access) >= len(statuses)
     ids = {line.get("correlation_id") for line in access}
     assert not any(i and ("AAAA" in i or "\ufffd" in i or "\xff" in i) for i in ids), ids
