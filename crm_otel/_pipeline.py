@@ -15,7 +15,7 @@ from crm_otel._env import EnvReader, define
 from crm_otel._export_health import ReportingSpanExporter
 from crm_otel._log import internal_logger
 from crm_otel._settings import Settings
-from sampling import ConsistentBaselineSampler, TailSamplingProcessor
+from sampling import ConsistentBaselineSampler, TailSamplingProcessor, TraceRelay
 
 OTEL_BSP_SCHEDULE_DELAY = define(
     "OTEL_BSP_SCHEDULE_DELAY",
@@ -68,9 +68,25 @@ def span_pipeline(
             meter_provider=get_meter_provider(),
             schedule_delay_millis=schedule_delay,
             max_export_batch_size=batch_size,
+            relay=_relay(settings),
         )
 
     return sampler, export_processor
+
+
+def _relay(settings: Settings) -> TraceRelay | None:
+    """The keep-signal relay over the CRM's Redis, unless holding is off or pointless."""
+    policy = settings.sampling
+    if policy.keep_all or not policy.hold_ms:
+        return None
+    from crm_otel._relay import RedisChannel
+
+    return TraceRelay(
+        RedisChannel(settings.relay_redis_url, policy.hold_ms),
+        hold_ms=policy.hold_ms,
+        max_held_spans=policy.max_held_spans,
+        meter_provider=get_meter_provider(),
+    )
 
 
 def _route_sampling_logs() -> None:

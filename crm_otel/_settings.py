@@ -66,6 +66,25 @@ CRM_OTEL_SAMPLING_EXPORT_QUEUE_SIZE = define(
     "8192",
     "Kept spans waiting for the exporter; spans beyond it are dropped and counted.",
 )
+CRM_OTEL_SAMPLING_HOLD_MS = define(
+    "CRM_OTEL_SAMPLING_HOLD_MS",
+    "30000",
+    "Milliseconds a dropped trace that enqueued a Celery task is held, waiting for the task "
+    "to signal keep (an error or slowness in the task); 0 turns holding off.",
+)
+CRM_OTEL_SAMPLING_HOLD_MAX_SPANS = define(
+    "CRM_OTEL_SAMPLING_HOLD_MAX_SPANS",
+    "10000",
+    "Spans held across dropped traces waiting for a task's keep signal; beyond it the "
+    "oldest held traces are dropped for good.",
+)
+CRM_OTEL_SAMPLING_RELAY_REDIS_URL = define(
+    "CRM_OTEL_SAMPLING_RELAY_REDIS_URL",
+    "",
+    "Redis URL on which Celery tasks tell web processes to keep a held trace; unset uses "
+    "the Celery broker when it is Redis, else the first Redis cache in Django's CACHES.",
+    secret=True,
+)
 CRM_OTEL_SQLCOMMENTER = define(
     "CRM_OTEL_SQLCOMMENTER",
     "false",
@@ -94,6 +113,7 @@ class Settings:
     environment: str
     sampling: SamplingPolicy
     tail_sampling: bool
+    relay_redis_url: str | None
     sqlcommenter: bool
     redis_root_spans: bool
     org_paths: tuple[AttributePath, ...]
@@ -118,6 +138,8 @@ class Settings:
             root_grace_ms=env.number(CRM_OTEL_SAMPLING_ROOT_GRACE_MS, 0.0, 60_000.0),
             decision_cache_size=env.integer(CRM_OTEL_SAMPLING_DECISION_CACHE_SIZE, 1),
             export_queue_size=env.integer(CRM_OTEL_SAMPLING_EXPORT_QUEUE_SIZE, 1),
+            hold_ms=env.number(CRM_OTEL_SAMPLING_HOLD_MS, 0.0, 3_600_000.0),
+            max_held_spans=env.integer(CRM_OTEL_SAMPLING_HOLD_MAX_SPANS, 1),
         )
         org_paths = env.parsed(
             CRM_OTEL_ORG_ATTRIBUTE,
@@ -128,6 +150,7 @@ class Settings:
             environment=environment,
             sampling=policy,
             tail_sampling=env.boolean(CRM_OTEL_TAIL_SAMPLING),
+            relay_redis_url=env.raw(CRM_OTEL_SAMPLING_RELAY_REDIS_URL),
             sqlcommenter=env.boolean(CRM_OTEL_SQLCOMMENTER),
             redis_root_spans=env.boolean(CRM_OTEL_REDIS_ROOT_SPANS),
             org_paths=org_paths,

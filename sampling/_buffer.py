@@ -138,8 +138,11 @@ class TraceBuffer:
         policy: SamplingPolicy,
         release: Callable[[list[ReadableSpan]], None],
         clock: Callable[[], int] = time.monotonic_ns,
+        divert: Callable[[int, bool, Reason, list[ReadableSpan]], bool] | None = None,
     ) -> None:
         self._policy = policy
+        self._divert = divert
+        """Offered each decided trace first; True when it took the spans (the relay)."""
         self._clock = clock
         self._release = release
         self._slow_ns = int(policy.slow_threshold_ms * 1_000_000)
@@ -274,6 +277,8 @@ class TraceBuffer:
         decided[trace_id] = keep
         if len(decided) > self._cache_size:
             decided.popitem(last=False)
+        if self._divert is not None and self._divert(trace_id, keep, reason, trace.spans):
+            return
         if keep:
             self._release(trace.spans)
 

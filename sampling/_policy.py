@@ -34,6 +34,12 @@ class SamplingPolicy:
     """Decided traces remembered so that late spans follow their trace's decision."""
     export_queue_size: int = 8_192
     """Kept spans waiting for the exporter; a whole trace is released at once."""
+    hold_ms: float = 30_000.0
+    """How long a dropped trace that enqueued a task waits for the task's keep signal
+    (0 turns holding off)."""
+    max_held_spans: int = 10_000
+    """Spans held across dropped traces waiting for a keep signal; beyond it the oldest
+    are dropped for good."""
 
     def __post_init__(self) -> None:
         if not (isinstance(self.ratio, int | float) and 0.0 <= self.ratio <= 1.0):
@@ -41,11 +47,13 @@ class SamplingPolicy:
         _positive("slow_threshold_ms", self.slow_threshold_ms, allow_zero=True)
         _positive("max_trace_age_ms", self.max_trace_age_ms)
         _positive("root_grace_ms", self.root_grace_ms, allow_zero=True)
+        _positive("hold_ms", self.hold_ms, allow_zero=True)
         for name in (
             "max_buffered_spans",
             "max_spans_per_trace",
             "decision_cache_size",
             "export_queue_size",
+            "max_held_spans",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 
 from sampling._buffer import KEPT, Reason, TraceBuffer, has_error
 from sampling._policy import SamplingPolicy
+from sampling._relay import TraceRelay
 from semconv.metrics import (
     create_sampling_forced_decisions,
     create_sampling_late_spans,
@@ -56,6 +57,7 @@ class TailSamplingProcessor(SpanProcessor):
         meter_provider: MeterProvider | None = None,
         schedule_delay_millis: float = 5000.0,
         max_export_batch_size: int = 512,
+        relay: TraceRelay | None = None,
     ) -> None:
         if not schedule_delay_millis > 0:
             raise ValueError(
@@ -75,7 +77,10 @@ class TailSamplingProcessor(SpanProcessor):
         self._delay = schedule_delay_millis / 1000
         self._shutdown = False
         self._failed = False
+        self._relay = relay
         self._start()
+        if relay is not None:
+            relay.bind(self._export_relayed)
         if hasattr(os, "register_at_fork"):
             weak_reinit = weakref.WeakMethod(self._start)
 
@@ -101,7 +106,10 @@ class TailSamplingProcessor(SpanProcessor):
         self._wake = threading.Event()
         self._queue: deque[ReadableSpan] = deque()
         self._dropped: dict[str, int] = {}
-        self._buffer = TraceBuffer(self._policy, self._enqueue)
+        relay = self._relay
+        self._buffer = TraceBuffer(
+            self._policy, self._enqueue, divert=relay.divert if relay is not None else None
+        )
         self._worker = threading.Thread(target=self._work, name="CrmOtelTailSampler", daemon=True)
         self._worker.start()
 
@@ -170,6 +178,14 @@ class TailSamplingProcessor(SpanProcessor):
             spans = spans[:room]
         self._queue.extend(spans)
 
+    def _export_relayed(self, spans: list[ReadableSpan]) -> None:
+        """Queue spans the relay kept (a held trace signalled, a parked one signalled)."""
+        with self._lock:
+            self._enqueue(spans)
+            wake = len(self._queue) >= self._batch_size
+        if wake:
+            self._wake.set()
+
     # --- the worker: timed decisions and batched export -----------------------------
 
     def _work(self) -> None:
@@ -222,6 +238,8 @@ class TailSamplingProcessor(SpanProcessor):
             return False
         with self._lock:
             self._buffer.decide_all()
+        if self._relay is not None:  # parked task traces signal before the process exits
+            self._relay.run_round()
         self._export(everything=True)
         return self._exporter.force_flush(timeout_millis)
 
@@ -231,6 +249,8 @@ class TailSamplingProcessor(SpanProcessor):
             return
         with self._lock:
             self._buffer.decide_all()
+        if self._relay is not None:
+            self._relay.run_round()
         self._shutdown = True
         self._wake.set()
         if self._worker is not threading.current_thread():

@@ -55,6 +55,10 @@ LEAD_SCORE_RECALCULATED: Final = "lead_score.recalculated"
 ERROR_CODE: Final = "error.code"
 """Application error code carried by an exception (`VALIDATION_001`, ...)."""
 
+SAMPLING_UPSTREAM_RELEASED: Final = "crm.sampling.upstream_released"
+"""True on a Celery task's consumer span kept for an error or slowness when the web
+process that enqueued it had already dropped its part of the trace for good."""
+
 
 class ActionStatus(Enum):
     """Values of `ACTION_STATUS`."""

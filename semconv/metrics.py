@@ -65,6 +65,46 @@ SAMPLING_SPANS_DROPPED: Final = MetricDefinition(
 )
 
 
+SAMPLING_HELD_TRACES: Final = MetricDefinition(
+    name="crm_otel.sampling.held_traces",
+    kind=InstrumentKind.COUNTER,
+    unit="{trace}",
+    description=(
+        "Dropped traces that enqueued a task and were held for a keep signal from the "
+        "task, by outcome (kept, expired, overflow)."
+    ),
+    labels=("outcome",),
+    prometheus_name="crm_otel_sampling_held_traces_total",
+)
+SAMPLING_SPANS_HELD: Final = MetricDefinition(
+    name="crm_otel.sampling.spans_held",
+    kind=InstrumentKind.UP_DOWN_COUNTER,
+    unit="{span}",
+    description="Spans of dropped traces held for a keep signal from the tasks they enqueued.",
+    labels=(),
+    prometheus_name="crm_otel_sampling_spans_held",
+)
+SAMPLING_UPSTREAM_RELEASED: Final = MetricDefinition(
+    name="crm_otel.sampling.upstream_released",
+    kind=InstrumentKind.COUNTER,
+    unit="{trace}",
+    description=(
+        "Task traces kept for an error or slowness whose enqueuing web part had already "
+        "been dropped for good."
+    ),
+    labels=(),
+    prometheus_name="crm_otel_sampling_upstream_released_total",
+)
+SAMPLING_RELAY_ERRORS: Final = MetricDefinition(
+    name="crm_otel.sampling.relay_errors",
+    kind=InstrumentKind.COUNTER,
+    unit="{round}",
+    description="Keep-signal exchanges with Redis that failed (Redis down or slow).",
+    labels=(),
+    prometheus_name="crm_otel_sampling_relay_errors_total",
+)
+
+
 def create_sampling_traces(meter: Meter, callbacks: Sequence[CallbackT]) -> Any:
     """Observable counter of decided traces; `callbacks` report the running totals.
 
@@ -92,6 +132,26 @@ def create_sampling_late_spans(meter: Meter, callbacks: Sequence[CallbackT]) -> 
 def create_sampling_spans_dropped(meter: Meter, callbacks: Sequence[CallbackT]) -> Any:
     """Observable counter of kept spans not handed to the exporter; running totals."""
     return SAMPLING_SPANS_DROPPED.create_observable(meter, callbacks)
+
+
+def create_sampling_held_traces(meter: Meter, callbacks: Sequence[CallbackT]) -> Any:
+    """Observable counter of held traces by outcome; `callbacks` report the running totals."""
+    return SAMPLING_HELD_TRACES.create_observable(meter, callbacks)
+
+
+def create_sampling_spans_held(meter: Meter, callbacks: Sequence[CallbackT]) -> Any:
+    """Observable up-down counter of spans held for a keep signal; the current count."""
+    return SAMPLING_SPANS_HELD.create_observable(meter, callbacks)
+
+
+def create_sampling_upstream_released(meter: Meter, callbacks: Sequence[CallbackT]) -> Any:
+    """Observable counter of kept task traces whose web part was gone; running totals."""
+    return SAMPLING_UPSTREAM_RELEASED.create_observable(meter, callbacks)
+
+
+def create_sampling_relay_errors(meter: Meter, callbacks: Sequence[CallbackT]) -> Any:
+    """Observable counter of failed keep-signal exchanges; running totals."""
+    return SAMPLING_RELAY_ERRORS.create_observable(meter, callbacks)
 
 
 # --- label values of the design's metrics ----------------------------------------------
@@ -653,6 +713,10 @@ CATALOGUE: Final[tuple[MetricDefinition, ...]] = (
     SAMPLING_FORCED_DECISIONS,
     SAMPLING_LATE_SPANS,
     SAMPLING_SPANS_DROPPED,
+    SAMPLING_HELD_TRACES,
+    SAMPLING_SPANS_HELD,
+    SAMPLING_UPSTREAM_RELEASED,
+    SAMPLING_RELAY_ERRORS,
 )
 """Every metric the project records."""
 

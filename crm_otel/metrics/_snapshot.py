@@ -68,6 +68,10 @@ OBSERVED: frozenset[str] = frozenset(
         _M.SAMPLING_FORCED_DECISIONS,
         _M.SAMPLING_LATE_SPANS,
         _M.SAMPLING_SPANS_DROPPED,
+        _M.SAMPLING_HELD_TRACES,
+        _M.SAMPLING_SPANS_HELD,
+        _M.SAMPLING_UPSTREAM_RELEASED,
+        _M.SAMPLING_RELAY_ERRORS,
     )
 )
 """Families recorded by observable callbacks: a forked child observes its own value, so

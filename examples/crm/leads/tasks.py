@@ -29,3 +29,12 @@ def send_signin_code(email: str, code: str) -> str:
         raise ValueError(f"mail server refused {email}: code {code} not delivered")
     logger.info("sign-in code sent")
     return f"code {code} sent to {email}"
+
+
+@shared_task
+def sync_lead(lead_id: int, fail: bool = False) -> int:
+    """Push a lead to an outside system; `fail` makes it fail, as a flaky remote would."""
+    Lead.objects.filter(pk=lead_id).exists()
+    if fail:
+        raise ConnectionError("the remote system refused the sync")
+    return lead_id

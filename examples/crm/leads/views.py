@@ -13,7 +13,7 @@ from django.views.decorators.csrf import csrf_exempt
 from crm_otel import TracingInstrumentation
 from leads.models import Lead
 from leads.scoring import calculate_score
-from leads.tasks import score_new_lead, send_signin_code
+from leads.tasks import score_new_lead, send_signin_code, sync_lead
 from semconv import attributes, spans
 
 logger = logging.getLogger("crm.leads")
@@ -121,6 +121,13 @@ def slow(request: HttpRequest) -> JsonResponse:
     Lead.objects.exists()
     time.sleep(ms / 1000)
     return JsonResponse({"slept_ms": ms})
+
+
+def sync(request: HttpRequest, pk: int) -> JsonResponse:
+    """Enqueues a sync of the lead; `?fail=1` makes the task fail in the worker."""
+    Lead.objects.filter(pk=pk).exists()
+    sync_lead.delay(pk, fail=request.GET.get("fail") == "1")
+    return JsonResponse({"queued": True}, status=202)
 
 
 def boom(request: HttpRequest) -> JsonResponse:
