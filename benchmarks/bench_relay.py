@@ -26,8 +26,14 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind, Tracer, set_span_in_context
 
 from crm_otel._relay import RedisChannel
-from sampling import ConsistentBaselineSampler, Exchange, Reply, SamplingPolicy, TailSamplingProcessor
-from sampling import TraceRelay
+from sampling import (
+    ConsistentBaselineSampler,
+    Exchange,
+    Reply,
+    SamplingPolicy,
+    TailSamplingProcessor,
+    TraceRelay,
+)
 
 SPANS_PER_TRACE = 10
 

@@ -191,7 +191,11 @@ class TraceRelay:
         return True
 
     def _hold(self, trace_id: int, spans: list[ReadableSpan]) -> None:
-        self._held[trace_id] = _Held(self._clock() + self._hold_s, spans)
+        held = self._held.get(trace_id)
+        if held is None:
+            self._held[trace_id] = _Held(self._clock() + self._hold_s, spans)
+        else:  # another local root of a trace already held (two requests of one trace)
+            held.spans = held.spans + spans
         self.held_spans += len(spans)
         while self.held_spans > self._max_held:
             oldest_id, oldest = self._held.popitem(last=False)

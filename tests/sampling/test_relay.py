@@ -87,45 +87,43 @@ class Side:
     channel: Channel
 
 
+def make_side(bus: Bus, clock: Clock, seed: int, max_held_spans: int = 1000) -> Side:
+    """One process: tracer, head sampler, tail processor with a relay on `bus`, metrics."""
+    policy = SamplingPolicy(ratio=0.0, root_grace_ms=1000.0, max_held_spans=max_held_spans)
+    reader = InMemoryMetricReader()
+    meters = MeterProvider(metric_readers=[reader])
+    channel = bus.channel()
+    relay = TraceRelay(
+        channel,
+        hold_ms=5000,
+        max_held_spans=policy.max_held_spans,
+        interval_ms=60_000,  # rounds are run by the test
+        meter_provider=meters,
+        clock=clock,
+    )
+    exporter = InMemorySpanExporter()
+    processor = TailSamplingProcessor(
+        exporter, policy, meter_provider=meters, schedule_delay_millis=10.0, relay=relay
+    )
+    ids = SeededIds(seed)
+    provider = TracerProvider(
+        sampler=ConsistentBaselineSampler.from_policy(policy),
+        id_generator=ids,
+        shutdown_on_exit=False,
+    )
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("test")
+    return Side(Pipeline(provider, tracer, processor, exporter, reader, ids), relay, channel)
+
+
 @pytest.fixture
 def sides() -> Iterator[tuple[Side, Side, Bus, Clock]]:
-    """A web and a worker pipeline, each with a relay on one shared bus and clock."""
+    """A web and a worker process, each with a relay on one shared bus and clock."""
     bus, clock = Bus(), Clock()
-    made: list[Side] = []
-
-    def side(seed: int, max_held_spans: int = 1000) -> Side:
-        policy = SamplingPolicy(ratio=0.0, root_grace_ms=1000.0, max_held_spans=max_held_spans)
-        reader = InMemoryMetricReader()
-        meters = MeterProvider(metric_readers=[reader])
-        channel = bus.channel()
-        relay = TraceRelay(
-            channel,
-            hold_ms=5000,
-            max_held_spans=policy.max_held_spans,
-            interval_ms=60_000,  # rounds are run by the test
-            meter_provider=meters,
-            clock=clock,
-        )
-        exporter = InMemorySpanExporter()
-        processor = TailSamplingProcessor(
-            exporter, policy, meter_provider=meters, schedule_delay_millis=10.0, relay=relay
-        )
-        ids = SeededIds(seed)
-        provider = TracerProvider(
-            sampler=ConsistentBaselineSampler.from_policy(policy),
-            id_generator=ids,
-            shutdown_on_exit=False,
-        )
-        provider.add_span_processor(processor)
-        tracer = provider.get_tracer("test")
-        made.append(
-            Side(Pipeline(provider, tracer, processor, exporter, reader, ids), relay, channel)
-        )
-        return made[-1]
-
-    yield side(1), side(2), bus, clock  # type: ignore[misc]
-    for s in made:
-        s.pipeline.provider.shutdown()
+    web, worker = make_side(bus, clock, 1), make_side(bus, clock, 2)
+    yield web, worker, bus, clock
+    for side in (web, worker):
+        side.pipeline.provider.shutdown()
 
 
 def web_request(web: Side, serial: int, enqueue: bool = True) -> tuple[int, SpanContext | None]:
@@ -251,20 +249,20 @@ def test_a_signal_before_the_request_ends_still_keeps_it(
     assert exported(web, held_id) == []
 
 
-def test_held_spans_stay_within_the_cap(sides: tuple[Side, Side, Bus, Clock]) -> None:
-    """Past `max_held_spans` the oldest held traces are dropped for good and counted."""
-    web, _, bus, _ = sides
-    ids = [web_request(web, serial)[0] for serial in range(10, 20)]
-    # 3 spans a trace, cap 1000: all held; a small cap is checked on a fresh side below.
-    assert metric(web, SPANS_HELD) == {(): 30}
-    small = web.relay
-    small._max_held = 7
-    for serial in range(20, 23):
-        web_request(web, serial)
-    assert small.held_spans <= 7
-    assert metric(web, HELD)[(("outcome", "overflow"),)] == 11
-    small.run_round()
-    assert f"{ids[0]:032x}" in bus.released
+def test_held_spans_stay_within_the_cap() -> None:
+    """Past `max_held_spans` the oldest held traces are dropped for good, counted, and
+    published as released."""
+    bus = Bus()
+    web = make_side(bus, Clock(), 3, max_held_spans=7)
+    try:
+        ids = [web_request(web, serial)[0] for serial in range(10, 20)]  # 3 spans each
+        assert web.relay.held_spans == 6  # the last two traces
+        assert metric(web, SPANS_HELD) == {(): 6}
+        assert metric(web, HELD)[(("outcome", "overflow"),)] == 8
+        web.relay.run_round()
+        assert bus.released == {f"{t:032x}" for t in ids[:8]}
+    finally:
+        web.pipeline.provider.shutdown()
 
 
 def test_traces_without_a_task_and_ok_tasks_are_left_alone(
@@ -317,3 +315,19 @@ def test_nowhere_to_signal_turns_the_relay_off(sides: tuple[Side, Side, Bus, Clo
     web_request(web, 51)
     assert metric(web, SPANS_HELD) == {(): 0}
     assert metric(web, HELD)[(("outcome", "expired"),)] == 1
+
+
+def test_two_dropped_parts_of_one_trace_are_held_as_one(
+    sides: tuple[Side, Side, Bus, Clock],
+) -> None:
+    """A second dropped local root of a held trace joins it: one signal keeps both, and the
+    held-span count returns to zero."""
+    web, worker, _, _ = sides
+    trace_id, producer = web_request(web, 60)
+    assert web_request(web, 60)[0] == trace_id  # a second request of the same trace
+    assert metric(web, SPANS_HELD) == {(): 6}
+    task(worker, producer, fail=True)
+    worker.relay.run_round()
+    web.relay.run_round()
+    assert len(exported(web, trace_id)) == 6
+    assert metric(web, SPANS_HELD) == {(): 0}
