@@ -138,7 +138,7 @@ class Settings:
             root_grace_ms=env.number(CRM_OTEL_SAMPLING_ROOT_GRACE_MS, 0.0, 60_000.0),
             decision_cache_size=env.integer(CRM_OTEL_SAMPLING_DECISION_CACHE_SIZE, 1),
             export_queue_size=env.integer(CRM_OTEL_SAMPLING_EXPORT_QUEUE_SIZE, 1),
-            hold_ms=env.number(CRM_OTEL_SAMPLING_HOLD_MS, 0.0, 3_600_000.0),
+            hold_ms=env.number(CRM_OTEL_SAMPLING_HOLD_MS, 0.0),
             max_held_spans=env.integer(CRM_OTEL_SAMPLING_HOLD_MAX_SPANS, 1),
         )
         org_paths = env.parsed(

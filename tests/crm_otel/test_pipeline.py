@@ -95,3 +95,25 @@ def test_tail_sampling_off_exports_the_baseline_only() -> None:
     assert recorded == 400
     assert exported and all(s.context.trace_flags.sampled for s in exported)
     assert len(exported) < 400 * 0.25  # the 10% baseline, errors notwithstanding
+
+
+def test_hold_variables_set_the_relay_and_zero_turns_it_off() -> None:
+    """`CRM_OTEL_SAMPLING_HOLD_MS` and `_HOLD_MAX_SPANS` bound the relay behind the tail
+    processor; a hold of 0 (or development) runs none."""
+    environ = {"CRM_OTEL_SAMPLING_HOLD_MS": "1500", "CRM_OTEL_SAMPLING_HOLD_MAX_SPANS": "40"}
+    _, export_processor = span_pipeline(Settings.from_env(environ))
+    processor = export_processor(InMemorySpanExporter())
+    try:
+        assert isinstance(processor, TailSamplingProcessor)
+        relay = processor._relay
+        assert relay is not None and relay._hold_s == 1.5 and relay._max_held == 40
+    finally:
+        processor.shutdown()
+    for off in ({"CRM_OTEL_SAMPLING_HOLD_MS": "0"}, {"CRM_OTEL_ENVIRONMENT": "development"}):
+        _, export_processor = span_pipeline(Settings.from_env(off))
+        processor = export_processor(InMemorySpanExporter())
+        try:
+            assert isinstance(processor, TailSamplingProcessor)
+            assert processor._relay is None
+        finally:
+            processor.shutdown()
