@@ -191,3 +191,33 @@ def _task_children(receiver: OtlpReceiver) -> set[str]:
     """Names of spans under the consumer spans (the task's own queries)."""
     consumers = {s["span_id"] for s in receiver.spans() if s["name"] == CONSUMER}
     return {s["name"] for s in receiver.spans() if s["parent_span_id"] in consumers}
+
+
+def test_redis_down_for_signals_never_slows_a_request(crm: None, receiver: OtlpReceiver) -> None:
+    """With the keep-signal Redis unreachable (an address that never answers, so each round
+    waits out its connect timeout), requests that enqueue tasks answer as fast as ever, and
+    the failed rounds are counted."""
+    env = crm_env(
+        receiver,
+        CRM_OTEL_ENVIRONMENT="production",
+        CRM_OTEL_SAMPLING_RATIO="0",
+        CRM_OTEL_SAMPLING_RELAY_REDIS_URL="redis://10.255.255.1:6379/0",
+    )
+    with running(start_web(env)) as web:
+        _sync(web.url, _trace_ids(1, seed=30)[0], fail=False)  # the view's first call warms up
+        slowest = 0.0
+        for trace_id in _trace_ids(10, seed=31):
+            started = time.monotonic()
+            _sync(web.url, trace_id, fail=False)
+            slowest = max(slowest, time.monotonic() - started)
+            time.sleep(0.1)
+        assert slowest < 0.5
+        deadline = time.monotonic() + 10
+        body = ""
+        while time.monotonic() < deadline:
+            body = get(web.url + "/metrics")[2].decode()
+            if _metric(body, "crm_otel_sampling_relay_errors_total") > 0:
+                break
+            time.sleep(0.5)
+        assert _metric(body, "crm_otel_sampling_relay_errors_total") > 0
+        assert get(web.url + "/healthz")[0] == 200
