@@ -6,7 +6,13 @@ from typing import Any
 
 from opentelemetry import trace
 
-from crm_otel._context import CELERY_HEADER, correlation_id_var, safe_correlation_id
+from crm_otel import _usage
+from crm_otel._context import (
+    CELERY_HEADER,
+    CELERY_ORG_HEADER,
+    correlation_id_var,
+    safe_correlation_id,
+)
 from crm_otel._providers import flush_all
 from crm_otel.logs import _tasks
 from semconv import attributes
@@ -33,6 +39,9 @@ def _carry_correlation_id(headers: dict[str, Any] | None = None, **_: Any) -> No
     correlation_id = correlation_id_var.get()
     if headers is not None and correlation_id is not None:
         headers[CELERY_HEADER] = correlation_id
+    org = _usage.current_org()
+    if headers is not None and org is not None:
+        headers[CELERY_ORG_HEADER] = org
 
 
 def _bind_correlation_id(task_id: str | None = None, task: Any = None, **_: Any) -> None:

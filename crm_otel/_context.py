@@ -13,6 +13,9 @@ CORRELATION_HEADER = "X-Correlation-ID"
 CELERY_HEADER = "crm_correlation_id"
 """The Celery message header that carries the correlation id into tasks."""
 
+CELERY_ORG_HEADER = "crm_org_id"
+"""The Celery message header that carries the sender's org id into tasks (cost by org)."""
+
 _SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 correlation_id_var: ContextVar[str | None] = ContextVar("crm_correlation_id", default=None)

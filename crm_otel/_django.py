@@ -9,6 +9,7 @@ from typing import Any
 
 from opentelemetry import trace
 
+from crm_otel import _usage
 from crm_otel._context import (
     CORRELATION_HEADER,
     correlation_id_var,
@@ -124,6 +125,7 @@ class RequestContextMiddleware:
             response = self.get_response(request)
         finally:
             settle_identity(request)
+            _usage.set_org(context["org_id"])
             request_context_var.reset(context_token)
             correlation_id_var.reset(correlation_token)
         response[CORRELATION_HEADER] = correlation_id
@@ -141,6 +143,7 @@ class RequestContextMiddleware:
             report_failure(exc)
             return
         context["user_id"], context["org_id"] = identity.user_id, identity.org_id
+        _usage.set_org(identity.org_id)
 
 
 def settle_identity(request: Any) -> None:

@@ -15,6 +15,7 @@ from crm_otel._env import EnvReader, define
 from crm_otel._export_health import ReportingSpanExporter
 from crm_otel._log import internal_logger
 from crm_otel._settings import Settings
+from crm_otel.metrics import tenant_span_exporter
 from sampling import ConsistentBaselineSampler, TailSamplingProcessor, TraceRelay
 
 OTEL_BSP_SCHEDULE_DELAY = define(
@@ -54,7 +55,7 @@ def span_pipeline(
         # processor exports the sampled baseline only.
         def batch_processor(exporter: SpanExporter) -> SpanProcessor:
             return BatchSpanProcessor(
-                ReportingSpanExporter(exporter),
+                tenant_span_exporter(ReportingSpanExporter(exporter)),
                 schedule_delay_millis=schedule_delay,
                 max_export_batch_size=batch_size,
             )
@@ -63,7 +64,7 @@ def span_pipeline(
 
     def export_processor(exporter: SpanExporter) -> SpanProcessor:
         return TailSamplingProcessor(
-            ReportingSpanExporter(exporter),
+            tenant_span_exporter(ReportingSpanExporter(exporter)),
             policy,
             meter_provider=get_meter_provider(),
             schedule_delay_millis=schedule_delay,

@@ -521,6 +521,108 @@ EXPORT_DROPPED: Final = _definition(
 )
 
 
+# --- cost by tenant (org) ------------------------------------------------------------------
+
+TENANT_REQUESTS: Final = _definition(
+    "crm.tenant.requests",
+    _C,
+    "{request}",
+    "Django requests served, by org (the top orgs by busy time; the rest are `other`).",
+    ("org",),
+    "tenant_requests_total",
+)
+TENANT_REQUEST_TIME: Final = _definition(
+    "crm.tenant.request.time",
+    _C,
+    "s",
+    "Time Django took to produce responses, in seconds, by org.",
+    ("org",),
+    "tenant_request_seconds_total",
+)
+TENANT_DB_TIME: Final = _definition(
+    "crm.tenant.db.time",
+    _C,
+    "s",
+    "Time spent in database queries, in seconds, by org.",
+    ("org",),
+    "tenant_db_seconds_total",
+)
+TENANT_DB_QUERIES: Final = _definition(
+    "crm.tenant.db.queries",
+    _C,
+    "{query}",
+    "Database queries run, by org.",
+    ("org",),
+    "tenant_db_queries_total",
+)
+TENANT_TASKS: Final = _definition(
+    "crm.tenant.tasks",
+    _C,
+    "{task}",
+    "Celery tasks run, by the org of the request or task that sent them.",
+    ("org",),
+    "tenant_tasks_total",
+)
+TENANT_TASK_TIME: Final = _definition(
+    "crm.tenant.task.time",
+    _C,
+    "s",
+    "Run time of Celery tasks, in seconds, by org.",
+    ("org",),
+    "tenant_task_seconds_total",
+)
+TENANT_SPANS_RECORDED: Final = _definition(
+    "crm.tenant.spans.recorded",
+    _C,
+    "{span}",
+    "Spans recorded (before sampling), by org.",
+    ("org",),
+    "tenant_spans_recorded_total",
+)
+TENANT_SPANS_KEPT: Final = _definition(
+    "crm.tenant.spans.kept",
+    _C,
+    "{span}",
+    "Spans kept by sampling and handed to the exporter, by org.",
+    ("org",),
+    "tenant_spans_kept_total",
+)
+TENANT_LOG_LINES: Final = _definition(
+    "crm.tenant.log.lines",
+    _C,
+    "{line}",
+    "JSON log lines written to standard output, by org.",
+    ("org",),
+    "tenant_log_lines_total",
+)
+TENANT_TELEMETRY_BYTES: Final = _definition(
+    "crm.tenant.telemetry.size",
+    _C,
+    "By",
+    "Approximate bytes of telemetry sent on, by org and signal (traces: kept spans, "
+    "estimated OTLP size; logs: JSON lines written).",
+    ("org", "signal"),
+    "tenant_telemetry_bytes_total",
+)
+
+TENANT_FAMILIES: Final[tuple[MetricDefinition, ...]] = (
+    TENANT_REQUESTS,
+    TENANT_REQUEST_TIME,
+    TENANT_DB_TIME,
+    TENANT_DB_QUERIES,
+    TENANT_TASKS,
+    TENANT_TASK_TIME,
+    TENANT_SPANS_RECORDED,
+    TENANT_SPANS_KEPT,
+    TENANT_LOG_LINES,
+    TENANT_TELEMETRY_BYTES,
+)
+"""The cost-by-org families: their `org` label names the top orgs by busy time."""
+
+TENANT_NONE: Final = "none"
+"""The `org` label of work with no org (anonymous requests, broker polling, startup)."""
+
+
 def create_http_requests(meter: Meter) -> Any:
     """Counter of Django requests."""
     return HTTP_REQUESTS.create(meter)
@@ -676,6 +778,56 @@ def create_export_dropped(meter: Meter, callbacks: Sequence[CallbackT]) -> Any:
     return EXPORT_DROPPED.create_observable(meter, callbacks)
 
 
+def create_tenant_requests(meter: Meter) -> Any:
+    """Counter of requests by org."""
+    return TENANT_REQUESTS.create(meter)
+
+
+def create_tenant_request_time(meter: Meter) -> Any:
+    """Counter of request seconds by org."""
+    return TENANT_REQUEST_TIME.create(meter)
+
+
+def create_tenant_db_time(meter: Meter) -> Any:
+    """Counter of database seconds by org."""
+    return TENANT_DB_TIME.create(meter)
+
+
+def create_tenant_db_queries(meter: Meter) -> Any:
+    """Counter of database queries by org."""
+    return TENANT_DB_QUERIES.create(meter)
+
+
+def create_tenant_tasks(meter: Meter) -> Any:
+    """Counter of Celery tasks by org."""
+    return TENANT_TASKS.create(meter)
+
+
+def create_tenant_task_time(meter: Meter) -> Any:
+    """Counter of Celery task seconds by org."""
+    return TENANT_TASK_TIME.create(meter)
+
+
+def create_tenant_spans_recorded(meter: Meter) -> Any:
+    """Counter of spans recorded by org."""
+    return TENANT_SPANS_RECORDED.create(meter)
+
+
+def create_tenant_spans_kept(meter: Meter) -> Any:
+    """Counter of spans kept by org."""
+    return TENANT_SPANS_KEPT.create(meter)
+
+
+def create_tenant_log_lines(meter: Meter) -> Any:
+    """Counter of log lines by org."""
+    return TENANT_LOG_LINES.create(meter)
+
+
+def create_tenant_telemetry_bytes(meter: Meter) -> Any:
+    """Counter of telemetry bytes by org and signal."""
+    return TENANT_TELEMETRY_BYTES.create(meter)
+
+
 CATALOGUE: Final[tuple[MetricDefinition, ...]] = (
     HTTP_REQUESTS,
     HTTP_REQUEST_DURATION,
@@ -717,6 +869,7 @@ CATALOGUE: Final[tuple[MetricDefinition, ...]] = (
     SAMPLING_SPANS_HELD,
     SAMPLING_UPSTREAM_RELEASED,
     SAMPLING_RELAY_ERRORS,
+    *TENANT_FAMILIES,
 )
 """Every metric the project records."""
 

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from crm_otel import _usage
 from crm_otel._log import internal_logger
 from crm_otel.logs import _tasks
 from crm_otel.logs._formatter import JsonFormatter, RedactingFilter
@@ -44,6 +45,11 @@ class StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().__init__(_real_stdout())
         self.setLevel(level)
         self.setFormatter(JsonFormatter())
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        _usage.note(_usage.LOG_LINES, 1.0, _usage.LOG_BYTES, len(line) + 1.0)
+        return line
 
 
 class RotatingFileHandler(logging.handlers.RotatingFileHandler):

@@ -23,11 +23,12 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from crm_otel._export_health import ReportingMetricExporter
 from crm_otel._log import internal_logger
 from crm_otel._version import __version__
-from crm_otel.metrics import _runtime
+from crm_otel.metrics import _runtime, _tenants
 from crm_otel.metrics._django import MetricsMiddleware
 from crm_otel.metrics._instruments import Instruments, views
 from crm_otel.metrics._settings import MetricsSettings
@@ -77,6 +78,7 @@ def _build_runtime(
     from crm_otel.metrics._recorder import ProcessRecorder
     from crm_otel.metrics._redis import RedisPoller
     from crm_otel.metrics._store import remove_old_groups
+    from crm_otel.metrics._tenant_ledger import capacity_for
     from semconv import metrics as semconv_metrics
 
     group = os.environ.get(GROUP_VARIABLE)
@@ -85,6 +87,7 @@ def _build_runtime(
         os.environ[GROUP_VARIABLE] = group
         remove_old_groups(settings.directory, keep=group)
     store = _open_store(settings, group)
+    _tenants.install(_tenants.TenantTable(capacity_for(settings.tenants_top_n)))
     meter = provider.get_meter(METER_NAME, __version__)
     instruments = Instruments.create(meter, settings.label_cap)
     poller = RedisPoller(settings.redis_poll_s)
@@ -107,7 +110,7 @@ def _open_store(settings: MetricsSettings, group: str) -> Any:
     from crm_otel.metrics._store import GroupStore
 
     def usable(root: str) -> GroupStore:
-        store = GroupStore(os.path.join(root, group), settings.label_cap)
+        store = GroupStore(os.path.join(root, group), settings.label_cap, settings.tenants_top_n)
         probe = os.path.join(store.directory, f".probe-{os.getpid()}")
         with open(probe, "w", encoding="ascii") as handle:  # read-only or full: fail here
             handle.write("ok")
@@ -134,7 +137,12 @@ def span_processors() -> list[SpanProcessor]:
     """Span processors that derive metrics from spans (they see every span, before sampling)."""
     from crm_otel.metrics._spans import BusinessMetricsProcessor
 
-    return [BusinessMetricsProcessor()]
+    return [BusinessMetricsProcessor(), _tenants.TenantSpanProcessor()]
+
+
+def tenant_span_exporter(exporter: SpanExporter) -> SpanExporter:
+    """`exporter` behind a counter of the kept spans (and their size) by org."""
+    return _tenants.TenantSpanExporter(exporter)
 
 
 def redis_hooks() -> tuple[Callable[..., None], Callable[..., None]] | None:
@@ -175,6 +183,7 @@ __all__ = [
     "redis_hooks",
     "setup_metrics",
     "span_processors",
+    "tenant_span_exporter",
     "websocket_connected",
     "websocket_disconnected",
     "websocket_message_sent",

@@ -6,7 +6,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from crm_otel.metrics import _runtime
+from crm_otel._context import CELERY_ORG_HEADER
+from crm_otel.metrics import _runtime, _tenants
 from crm_otel.metrics._django import count_unhandled
 from semconv.metrics import TaskStatus
 
@@ -15,14 +16,23 @@ MAX_RUNNING = 10_000
 recorded (it is still counted)."""
 
 _started: dict[str, float] = {}
+_usages: dict[str, Any] = {}
 
 
-def _prerun(task_id: str | None = None, **_: Any) -> None:
+def _prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
     if _runtime.current() is None or task_id is None:
         return
     _runtime.in_app_work.set(True)
     if len(_started) < MAX_RUNNING:
         _started[task_id] = time.perf_counter()
+        _usages[task_id] = _tenants.begin(_task_org(getattr(task, "request", None)))
+
+
+def _task_org(request: Any) -> str | None:
+    carried = getattr(request, CELERY_ORG_HEADER, None)
+    if carried is None:  # an eager task runs inline, inside the request that sent it
+        return _tenants.current_org()
+    return _tenants.org_label(carried)
 
 
 def _postrun(
@@ -34,10 +44,14 @@ def _postrun(
     started = _started.pop(task_id, None) if task_id is not None else None
     name = runtime.instruments.task_label(getattr(task, "name", None) or "unknown")
     runtime.instruments.celery_tasks.add(1, {"task": name, "status": _status(state)})
-    if started is not None:
-        runtime.instruments.celery_task_duration.record(
-            time.perf_counter() - started, {"task": name}
-        )
+    elapsed = time.perf_counter() - started if started is not None else None
+    if elapsed is not None:
+        runtime.instruments.celery_task_duration.record(elapsed, {"task": name})
+    usage = _usages.pop(task_id, None) if task_id is not None else None
+    if usage is not None:
+        _tenants.finish(usage, _tenants.TASKS, elapsed)
+    else:
+        _tenants.note(_tenants.TASKS, 1.0, _tenants.TASK_S, 0.0)
     _runtime.in_app_work.set(False)
 
 
@@ -59,6 +73,11 @@ def _revoked(request: Any = None, sender: Any = None, **_: Any) -> None:
     name = getattr(sender, "name", None) or getattr(request, "task", None) or "unknown"
     labels = {"task": runtime.instruments.task_label(name), "status": TaskStatus.REVOKED.value}
     runtime.instruments.celery_tasks.add(1, labels)
+    values = [0.0] * _tenants.SLOTS
+    values[_tenants.TASKS] = 1.0
+    table = _tenants.table()
+    if table is not None:
+        table.add(_task_org(request), values)
 
 
 def _child_leaving(**_: Any) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from crm_otel._django import route_template
-from crm_otel.metrics import _pool, _runtime
+from crm_otel.metrics import _pool, _runtime, _tenants
 from crm_otel.metrics._cache_scope import cache_locations
 from semconv.metrics import OTHER, UNMATCHED_PATH, DbErrorType, QueryType
 
@@ -45,12 +45,19 @@ class MetricsMiddleware:
         if request.path_info == runtime.settings.path and request.method in ("GET", "HEAD"):
             return _scrape_response(runtime, request)
         token = _runtime.in_app_work.set(True)
+        usage = _tenants.begin()
         started = time.perf_counter()
+        answered = False
         try:
             response = self.get_response(request)
+            answered = True
         finally:
+            elapsed_ms = (time.perf_counter() - started) * 1000.0
             _runtime.in_app_work.reset(token)
-        elapsed_ms = (time.perf_counter() - started) * 1000.0
+            # A request that raised is not counted (nor in `http_requests_total`); its
+            # queries and log lines are.
+            counted = _tenants.REQUESTS if answered else None
+            _tenants.finish(usage, counted, elapsed_ms / 1000.0)
         method = request.method if request.method in METHODS else OTHER
         status = response.status_code
         labels = {
@@ -164,6 +171,7 @@ def execute_wrapper(
     finally:
         elapsed_ms = (time.perf_counter() - started) * 1000.0
         runtime.instruments.db_query_duration.record(elapsed_ms, {"query_type": kind})
+        _tenants.note(_tenants.DB_S, elapsed_ms / 1000.0, _tenants.DB_QUERIES, 1.0)
 
 
 def _mark(exc: BaseException) -> None:

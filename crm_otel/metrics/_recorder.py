@@ -11,6 +11,7 @@ import weakref
 from typing import Any
 
 from crm_otel._log import internal_logger
+from crm_otel.metrics import _tenants
 from crm_otel.metrics._snapshot import (
     OBSERVED,
     POLICY,
@@ -81,6 +82,9 @@ class ProcessRecorder:
 
     def _snapshot_locked(self) -> ProcessState:
         raw = from_metrics_data(self._reader.get_metrics_data())
+        table = _tenants.table()
+        if table is not None:
+            raw.update(table.snapshot())
         families = subtract(raw, self._baseline, self._baseline)
         return ProcessState(self._pid, self._token, time.time(), families)
 

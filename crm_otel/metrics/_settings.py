@@ -61,6 +61,13 @@ CRM_OTEL_METRICS_REDIS_POLL_SECONDS = define(
     "5",
     "How often Redis is asked for `INFO stats` (evictions) and queue lengths (LLEN).",
 )
+CRM_OTEL_TENANTS_TOP_N = define(
+    "CRM_OTEL_TENANTS_TOP_N",
+    "20",
+    "Orgs named in the `tenant_*` cost families (the busiest by request plus task time, "
+    "1 to 1000); the rest are summed as `other`. Each process tracks ten times as many "
+    "(at least 100) exactly.",
+)
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,7 @@ class MetricsSettings:
     port: int
     label_cap: int
     redis_poll_s: float
+    tenants_top_n: int = 20
 
     @classmethod
     def from_env(
@@ -96,6 +104,7 @@ class MetricsSettings:
             port=env.integer(CRM_OTEL_METRICS_PORT, 0, 65535),
             label_cap=env.integer(CRM_OTEL_METRICS_LABEL_CAP, 1, 10_000),
             redis_poll_s=env.number(CRM_OTEL_METRICS_REDIS_POLL_SECONDS, 1.0, 3600.0),
+            tenants_top_n=env.integer(CRM_OTEL_TENANTS_TOP_N, 1, 1000),
         )
 
 

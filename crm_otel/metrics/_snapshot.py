@@ -72,6 +72,8 @@ OBSERVED: frozenset[str] = frozenset(
         _M.SAMPLING_SPANS_HELD,
         _M.SAMPLING_UPSTREAM_RELEASED,
         _M.SAMPLING_RELAY_ERRORS,
+        # Cost by org: a forked child's table starts empty.
+        *_M.TENANT_FAMILIES,
     )
 )
 """Families recorded by observable callbacks: a forked child observes its own value, so

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from crm_otel._log import internal_logger
+from crm_otel.metrics import _tenant_ledger
 from crm_otel.metrics._snapshot import (
     Families,
     ProcessState,
@@ -78,9 +79,10 @@ class MergeResult:
 class GroupStore:
     """The state directory of one group of processes."""
 
-    def __init__(self, directory: str, label_cap: int = 100) -> None:
+    def __init__(self, directory: str, label_cap: int = 100, tenants_top_n: int = 20) -> None:
         self.directory = directory
         self.label_cap = label_cap
+        self.tenants_top_n = tenants_top_n
         os.makedirs(directory, mode=0o700, exist_ok=True)
 
     @contextlib.contextmanager
@@ -142,6 +144,9 @@ class GroupStore:
             if exited:
                 absorbed_archive, absorb_problems = absorb(archive, [s for _, s in exited])
                 archive = fold_open_labels(absorbed_archive, self.label_cap, archive)
+                archive = _tenant_ledger.bound(
+                    archive, _tenant_ledger.capacity_for(self.tenants_top_n)
+                )
                 problems += absorb_problems
                 kept = [n for n in absorbed if os.path.exists(os.path.join(self.directory, n))]
                 self._write_archive(archive, kept + [n for n, _ in exited])
@@ -149,6 +154,9 @@ class GroupStore:
                     _unlink(os.path.join(self.directory, name))
             families, merge_problems = merge(archive, live)
             families = fold_open_labels(families, self.label_cap, archive)
+            ledger = _tenant_ledger.load(self.directory)
+            families = _tenant_ledger.expose(families, ledger, self.tenants_top_n)
+            _tenant_ledger.save(self.directory, ledger)
         return MergeResult(families, len(live), len(exited), problems + merge_problems)
 
     def _read_archive(self, problems: list[str]) -> tuple[Families, set[str]]:

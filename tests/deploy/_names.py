@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from semconv.metrics import TENANT_FAMILIES
+
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 PROMETHEUS_DIR = DEPLOY / "prometheus"
 DASHBOARDS_DIR = DEPLOY / "grafana" / "dashboards"
@@ -58,7 +60,10 @@ LOOKUP_COUNTERS = frozenset({"search_cache_lookups_total", "lead_score_cache_loo
 SAMPLER_METRICS = frozenset({"crm_otel_sampling_traces_total", "crm_otel_sampling_spans_buffered"})
 """The tail sampler's own metrics (semconv's catalogue), shown on System Health."""
 
-ALLOWED_METRICS = CONTRACT_METRICS | LOOKUP_COUNTERS | SAMPLER_METRICS
+TENANT_METRICS = frozenset(d.prometheus_name for d in TENANT_FAMILIES)
+"""Cost by org (semconv's catalogue), shown on Tenants."""
+
+ALLOWED_METRICS = CONTRACT_METRICS | LOOKUP_COUNTERS | SAMPLER_METRICS | TENANT_METRICS
 """Every family the rules and dashboards may select, besides recording rules."""
 
 _KEYWORDS = frozenset({"and", "or", "unless", "offset", "bool", "inf", "nan", "atan2"})

@@ -28,6 +28,12 @@ REQUIRED_PANELS = {
         "Most common failure reasons",
     },
     "system-health": {"DB connections in use", "Cache hit rate", "Memory usage", "CPU usage"},
+    "tenants": {
+        "Top orgs by request time",
+        "Top orgs by DB time",
+        "Top orgs by task time",
+        "Top orgs by telemetry volume",
+    },
 }
 """The panels of the design's three dashboards ("Dashboard Examples"); Disk I/O has no metric."""
 
@@ -52,7 +58,8 @@ def test_metric_names_extracts_selectors_only() -> None:
 
 
 def test_three_dashboards_with_the_design_panels() -> None:
-    """Request, Workflow and System Health exist, with unique uids and the design's panels."""
+    """Request, Workflow and System Health exist (and Tenants), with unique uids and the
+    design's panels."""
     dashboards = _names.dashboards()
     assert set(dashboards) == set(REQUIRED_PANELS)
     assert len({d["uid"] for d in dashboards.values()}) == len(dashboards)

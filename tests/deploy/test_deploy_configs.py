@@ -256,7 +256,12 @@ def test_grafana_mounts_provisioning_and_dashboards(compose: dict[str, Any]) -> 
     ]
     dashboards = _host_path(grafana, provider["options"]["path"])
     assert dashboards == _names.DASHBOARDS_DIR
-    assert {p.stem for p in dashboards.glob("*.json")} == {"request", "workflow", "system-health"}
+    assert {p.stem for p in dashboards.glob("*.json")} == {
+        "request",
+        "workflow",
+        "system-health",
+        "tenants",
+    }
     home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     assert _host_path(grafana, home).is_file()
     (datasource,) = yaml.safe_load(next((provisioning / "datasources").glob("*.yml")).read_text())[

@@ -36,6 +36,7 @@ SELF_FAMILIES = {
     "crm_otel_sampling_spans_held", "crm_otel_sampling_upstream_released_total",
     "crm_otel_sampling_relay_errors_total",
 }  # fmt: skip
+TENANT_FAMILIES = {d.prometheus_name for d in metrics.TENANT_FAMILIES}
 
 
 def test_names_are_unique() -> None:
@@ -48,11 +49,13 @@ def test_names_are_unique() -> None:
 
 def test_exposed_families_are_the_contract_list_plus_documented_extras() -> None:
     """The 25 contract families are all there, and the only others are process, hit-rate
-    inputs and crm-otel's own."""
+    inputs, crm-otel's own and the cost-by-org families."""
     families = {d.prometheus_name for d in metrics.CATALOGUE}
     assert len(CONTRACT_FAMILIES) == 25
     assert families >= CONTRACT_FAMILIES
-    assert families - CONTRACT_FAMILIES == PROCESS_FAMILIES | HIT_RATE_INPUTS | SELF_FAMILIES
+    assert families - CONTRACT_FAMILIES == PROCESS_FAMILIES | HIT_RATE_INPUTS | SELF_FAMILIES | (
+        TENANT_FAMILIES
+    )
 
 
 @pytest.mark.parametrize("definition", metrics.CATALOGUE, ids=lambda d: d.prometheus_name)

@@ -9,7 +9,7 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from crm_otel.metrics import _build_runtime, _runtime
+from crm_otel.metrics import _build_runtime, _runtime, _tenants
 from crm_otel.metrics._instruments import views
 from crm_otel.metrics._settings import MetricsSettings
 
@@ -30,5 +30,6 @@ def runtime(tmp_path: Path) -> Iterator[_runtime.Runtime]:
     _runtime.install(built)
     yield built
     _runtime.install(None)
+    _tenants.install(None)
     built.recorder.shutdown()
     provider.shutdown()
