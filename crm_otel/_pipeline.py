@@ -15,7 +15,7 @@ from crm_otel._env import EnvReader, define
 from crm_otel._export_health import ReportingSpanExporter
 from crm_otel._log import internal_logger
 from crm_otel._settings import Settings
-from crm_otel.metrics import tenant_span_exporter
+from crm_otel.metrics import decision_listener, tenant_span_exporter
 from sampling import ConsistentBaselineSampler, TailSamplingProcessor, TraceRelay
 
 OTEL_BSP_SCHEDULE_DELAY = define(
@@ -63,6 +63,7 @@ def span_pipeline(
         return sampler, batch_processor
 
     def export_processor(exporter: SpanExporter) -> SpanProcessor:
+        # Exemplars name only traces this processor keeps: it tells them its decisions.
         return TailSamplingProcessor(
             tenant_span_exporter(ReportingSpanExporter(exporter)),
             policy,
@@ -70,6 +71,7 @@ def span_pipeline(
             schedule_delay_millis=schedule_delay,
             max_export_batch_size=batch_size,
             relay=_relay(settings),
+            on_decision=decision_listener(),
         )
 
     return sampler, export_processor

@@ -163,6 +163,8 @@ class TraceBuffer:
         """Decisions forced before the local root ended, by cap."""
         self.late: dict[str, int] = {}
         """Spans that ended after their trace was decided, by the decision they followed."""
+        self.announce: list[tuple[int, bool, Reason]] | None = None
+        """When a list, each decision is appended to it as `(trace_id, kept, reason)`."""
 
     def count(self, decision: str, reason: Reason) -> None:
         """Count one decided trace."""
@@ -273,6 +275,8 @@ class TraceBuffer:
         if reason is None:
             reason = Reason.FORCED if forced else Reason.OK
         self.count(KEPT if keep else DROPPED, reason)
+        if self.announce is not None:
+            self.announce.append((trace_id, keep, reason))
         decided = self._decided
         decided[trace_id] = keep
         if len(decided) > self._cache_size:

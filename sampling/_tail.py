@@ -37,6 +37,9 @@ _logger = logging.getLogger(__name__)
 QUEUE_FULL = "queue_full"
 """The `reason` label of spans dropped because the export queue was full."""
 
+DecisionListener = Callable[[int, bool, Reason], None]
+"""Called with `(trace_id, kept, reason)` once per local trace decided in this process."""
+
 
 class TailSamplingProcessor(SpanProcessor):
     """Holds the spans of each trace until its fate is known, then exports kept traces whole.
@@ -47,6 +50,9 @@ class TailSamplingProcessor(SpanProcessor):
     on an error, a slow local root, otherwise dropped. Spans ending after their trace
     was decided follow the decision. Unlike the SDK's `BatchSpanProcessor`, the export
     queue takes spans whatever their sampled flag, since kept traces are mostly unsampled.
+
+    `on_decision`, when given, hears every decision (head-kept local roots included),
+    outside the lock, on the thread that decided; it must be quick and not block.
     """
 
     def __init__(
@@ -58,6 +64,7 @@ class TailSamplingProcessor(SpanProcessor):
         schedule_delay_millis: float = 5000.0,
         max_export_batch_size: int = 512,
         relay: TraceRelay | None = None,
+        on_decision: DecisionListener | None = None,
     ) -> None:
         if not schedule_delay_millis > 0:
             raise ValueError(
@@ -78,6 +85,7 @@ class TailSamplingProcessor(SpanProcessor):
         self._shutdown = False
         self._failed = False
         self._relay = relay
+        self._on_decision = on_decision
         self._start()
         if relay is not None:
             relay.bind(self._export_relayed)
@@ -110,6 +118,7 @@ class TailSamplingProcessor(SpanProcessor):
         self._buffer = TraceBuffer(
             self._policy, self._enqueue, divert=relay.divert if relay is not None else None
         )
+        self._buffer.announce = [] if self._on_decision is not None else None
         self._worker = threading.Thread(target=self._work, name="CrmOtelTailSampler", daemon=True)
         self._worker.start()
 
@@ -140,21 +149,46 @@ class TailSamplingProcessor(SpanProcessor):
             if is_root and self._pid != os.getpid():
                 # Forked without the at-fork hooks (a C-level fork): start over here.
                 self._start()
+            announced = None
             if self._keep_all or context.trace_flags & 1:
                 with self._lock:
                     self._enqueue([span])
                     if is_root:
-                        self._buffer.count(KEPT, self._head_reason(span))
+                        reason = self._head_reason(span)
+                        self._buffer.count(KEPT, reason)
+                        if self._on_decision is not None:
+                            announced = [(context.trace_id, True, reason)]
                     wake = len(self._queue) >= self._batch_size
             else:
                 error = self._keep_errors and has_error(span)
                 with self._lock:
                     wake = self._buffer.ended(span, context.trace_id, is_root, error)
                     wake = wake or len(self._queue) >= self._batch_size
+                    announced = self._take_announced()
             if wake and not self._wake.is_set():
                 self._wake.set()
+            if announced:
+                self._announce(announced)
         except Exception:
             self._report_failure()
+
+    def _take_announced(self) -> list[tuple[int, bool, Reason]] | None:
+        """The decisions made since the last call (caller holds the lock)."""
+        announced = self._buffer.announce
+        if not announced:
+            return None
+        self._buffer.announce = []
+        return announced
+
+    def _announce(self, decisions: list[tuple[int, bool, Reason]]) -> None:
+        """Tell the listener (never under the lock); its failure must not fail the span."""
+        listener = self._on_decision
+        if listener is not None:
+            for trace_id, kept, reason in decisions:
+                try:
+                    listener(trace_id, kept, reason)
+                except Exception:
+                    self._report_failure()
 
     def _report_failure(self) -> None:
         if not self._failed:
@@ -205,6 +239,9 @@ class TailSamplingProcessor(SpanProcessor):
             try:  # the worker must outlive any one bad round
                 with self._lock:
                     self._buffer.due()
+                    announced = self._take_announced()
+                if announced:
+                    self._announce(announced)
                 now = time.monotonic()
                 if now >= next_export:
                     self._export(everything=True)
@@ -238,6 +275,9 @@ class TailSamplingProcessor(SpanProcessor):
             return False
         with self._lock:
             self._buffer.decide_all()
+            announced = self._take_announced()
+        if announced:
+            self._announce(announced)
         if self._relay is not None:  # parked task traces signal before the process exits
             self._relay.run_round()
         self._export(everything=True)
@@ -249,6 +289,9 @@ class TailSamplingProcessor(SpanProcessor):
             return
         with self._lock:
             self._buffer.decide_all()
+            announced = self._take_announced()
+        if announced:
+            self._announce(announced)
         if self._relay is not None:
             self._relay.run_round()
         self._shutdown = True

@@ -519,6 +519,15 @@ EXPORT_DROPPED: Final = _definition(
     ("signal",),
     "crm_otel_export_dropped_total",
 )
+METRICS_EXEMPLARS_DROPPED: Final = _definition(
+    "crm_otel.metrics.exemplars_dropped",
+    _C,
+    "{candidate}",
+    "Exemplar candidates discarded by a cap (undecided traces, buckets per trace) before "
+    "their trace was decided.",
+    (),
+    "crm_otel_metrics_exemplars_dropped_total",
+)
 
 
 # --- cost by tenant (org) ------------------------------------------------------------------
@@ -828,6 +837,11 @@ def create_tenant_telemetry_bytes(meter: Meter) -> Any:
     return TENANT_TELEMETRY_BYTES.create(meter)
 
 
+def create_metrics_exemplars_dropped(meter: Meter, callbacks: Sequence[CallbackT]) -> Any:
+    """Observable counter of exemplar candidates discarded by a cap."""
+    return METRICS_EXEMPLARS_DROPPED.create_observable(meter, callbacks)
+
+
 CATALOGUE: Final[tuple[MetricDefinition, ...]] = (
     HTTP_REQUESTS,
     HTTP_REQUEST_DURATION,
@@ -860,6 +874,7 @@ CATALOGUE: Final[tuple[MetricDefinition, ...]] = (
     PROCESS_CPU_TIME,
     METRICS_LABEL_OVERFLOW,
     EXPORT_DROPPED,
+    METRICS_EXEMPLARS_DROPPED,
     SAMPLING_TRACES,
     SAMPLING_SPANS_BUFFERED,
     SAMPLING_FORCED_DECISIONS,

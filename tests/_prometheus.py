@@ -95,6 +95,7 @@ class PrometheusServer:
         interval: str = "1s",
         binary: str | None = None,
         start_timeout: float = 30.0,
+        flags: Sequence[str] = (),
     ) -> None:
         self.binary = binary or find_binary("prometheus") or "/usr/bin/prometheus"
         self._directory = Path(tempfile.mkdtemp(prefix="crm-otel-prometheus-"))
@@ -114,6 +115,7 @@ class PrometheusServer:
         )
         self._log_path = self._directory / "prometheus.log"
         self._start_timeout = start_timeout
+        self._flags = list(flags)
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._process: subprocess.Popen[bytes] | None = None
@@ -136,6 +138,7 @@ class PrometheusServer:
                     # test wants to see staleness quickly, never stale data.
                     "--query.lookback-delta=1m",
                     "--log.level=warn",
+                    *self._flags,
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -186,6 +189,12 @@ class PrometheusServer:
         if data["resultType"] in ("scalar", "string"):
             return [{"metric": {}, "value": data["result"]}]
         return list(data["result"])
+
+    def query_exemplars(self, promql: str, start: float, end: float) -> list[dict[str, Any]]:
+        """The exemplars stored for the series of `promql` between `start` and `end` (unix
+        seconds): rows of `seriesLabels` and `exemplars` (needs `exemplar-storage`)."""
+        params = {"query": promql, "start": str(start), "end": str(end)}
+        return list(self._api("/api/v1/query_exemplars", params))
 
     def targets(self) -> list[dict[str, Any]]:
         """The active scrape targets with their health and last error."""

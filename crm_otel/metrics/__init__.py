@@ -32,6 +32,7 @@ from crm_otel.metrics import _runtime, _tenants
 from crm_otel.metrics._django import MetricsMiddleware
 from crm_otel.metrics._instruments import Instruments, views
 from crm_otel.metrics._settings import MetricsSettings
+from sampling import Reason
 
 GROUP_VARIABLE = "_CRM_OTEL_METRICS_GROUP"
 """Set by the first process of a server (gunicorn master, Celery worker, runserver) and
@@ -75,6 +76,7 @@ def _build_runtime(
 ) -> _runtime.Runtime:
     from crm_otel._export_health import HEALTH
     from crm_otel.metrics import _celery, _django, _process
+    from crm_otel.metrics._exemplars import ExemplarStore
     from crm_otel.metrics._recorder import ProcessRecorder
     from crm_otel.metrics._redis import RedisPoller
     from crm_otel.metrics._store import remove_old_groups
@@ -89,15 +91,18 @@ def _build_runtime(
     store = _open_store(settings, group)
     _tenants.install(_tenants.TenantTable(capacity_for(settings.tenants_top_n)))
     meter = provider.get_meter(METER_NAME, __version__)
-    instruments = Instruments.create(meter, settings.label_cap)
+    exemplars = ExemplarStore() if settings.exemplars else None
+    if exemplars is not None:
+        semconv_metrics.create_metrics_exemplars_dropped(meter, [exemplars.observe_dropped])
+    instruments = Instruments.create(meter, settings.label_cap, exemplars)
     poller = RedisPoller(settings.redis_poll_s)
     semconv_metrics.CACHE_EVICTIONS.create_observable(meter, [poller.observe_evictions])
     semconv_metrics.CELERY_QUEUE_LENGTH.create_observable(meter, [poller.observe_queue_lengths])
     semconv_metrics.PROCESS_RESIDENT_MEMORY.create_observable(meter, [_process.observe_memory])
     semconv_metrics.PROCESS_CPU_TIME.create_observable(meter, [_process.observe_cpu])
     semconv_metrics.create_export_dropped(meter, [HEALTH.observe])
-    recorder = ProcessRecorder(store, reader, settings.write_interval_s)
-    runtime = _runtime.Runtime(settings, instruments, recorder, poller)
+    recorder = ProcessRecorder(store, reader, settings.write_interval_s, exemplars)
+    runtime = _runtime.Runtime(settings, instruments, recorder, poller, exemplars)
     _django.connect_signals()
     _celery.connect_signals()
     return runtime
@@ -145,6 +150,16 @@ def tenant_span_exporter(exporter: SpanExporter) -> SpanExporter:
     return _tenants.TenantSpanExporter(exporter)
 
 
+def decision_listener() -> Callable[[int, bool, Reason], None] | None:
+    """What a tail sampler tells its decisions to (exemplars of kept traces), or None when
+    metrics or exemplars are off; from this call on, exemplar candidates are held."""
+    runtime = _runtime.current()
+    if runtime is None or runtime.exemplars is None:
+        return None
+    runtime.exemplars.listening = True
+    return runtime.exemplars.decided
+
+
 def redis_hooks() -> tuple[Callable[..., None], Callable[..., None]] | None:
     """`(request_hook, response_hook)` for `RedisInstrumentor().instrument(...)`, or None
     when metrics are off."""
@@ -180,6 +195,7 @@ def websocket_message_sent(count: int = 1) -> None:
 
 __all__ = [
     "MetricsMiddleware",
+    "decision_listener",
     "redis_hooks",
     "setup_metrics",
     "span_processors",

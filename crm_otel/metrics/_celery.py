@@ -44,6 +44,8 @@ def _postrun(
     started = _started.pop(task_id, None) if task_id is not None else None
     name = runtime.instruments.task_label(getattr(task, "name", None) or "unknown")
     runtime.instruments.celery_tasks.add(1, {"task": name, "status": _status(state)})
+    # Connected before the Celery instrumentation's handlers (setup precedes it), so the
+    # task's span is still current: the duration's exemplar names it.
     elapsed = time.perf_counter() - started if started is not None else None
     if elapsed is not None:
         runtime.instruments.celery_task_duration.record(elapsed, {"task": name})

@@ -87,7 +87,8 @@ def _redis_cache_urls() -> list[str]:
 def _scrape_response(runtime: _runtime.Runtime, request: Any) -> Any:
     from django.http import HttpResponse
 
-    status, content_type, body = runtime.scrape(request.headers.get("Authorization"))
+    headers = request.headers
+    status, content_type, body = runtime.scrape(headers.get("Authorization"), headers.get("Accept"))
     response = HttpResponse(
         body if request.method == "GET" else b"", content_type=content_type, status=status
     )

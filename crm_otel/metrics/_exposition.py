@@ -3,13 +3,15 @@
 The OpenTelemetry Prometheus exporter would append unit suffixes
 (`http_request_duration_ms_milliseconds`), add `otel_scope_*` labels and a `target_info`
 series; this renderer writes what the design names instead, with prometheus_client's
-own text writer so the format is prometheus_client's.
+own writers so the format is prometheus_client's: Prometheus text, or OpenMetrics (with
+the latency histograms' exemplars) for a scraper that asks for it.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -18,8 +20,11 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.exposition import generate_latest
+from prometheus_client.openmetrics import exposition as openmetrics
 from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.samples import Exemplar as Sample
 
+from crm_otel.metrics._exemplars import Exemplar, Key
 from crm_otel.metrics._instruments import buckets_for
 from crm_otel.metrics._snapshot import POLICY, Families, Histogram, Labels, Merge
 from sampling import Cap
@@ -28,6 +33,8 @@ from semconv._definition import InstrumentKind, MetricDefinition
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 """The classic text format, understood by every Prometheus release."""
+OPENMETRICS_CONTENT_TYPE = openmetrics.CONTENT_TYPE_LATEST
+"""OpenMetrics 1.0 text, which carries exemplars."""
 
 _ZERO_WHEN_EMPTY: dict[str, tuple[Labels, ...]] = {
     semconv_metrics.DB_ERRORS.prometheus_name: tuple(
@@ -100,7 +107,11 @@ def derived_rates(families: Families) -> Families:
     return out
 
 
-def _family(definition: MetricDefinition, series: dict[Labels, float | Histogram]) -> Metric:
+def _family(
+    definition: MetricDefinition,
+    series: dict[Labels, float | Histogram],
+    exemplars: dict[tuple[Labels, int], Exemplar] | None = None,
+) -> Metric:
     name, help_text = definition.prometheus_name, definition.description
     label_names = list(definition.labels)
     if definition.kind is InstrumentKind.HISTOGRAM:
@@ -108,10 +119,16 @@ def _family(definition: MetricDefinition, series: dict[Labels, float | Histogram
         for labels, value in sorted(series.items()):
             if not isinstance(value, Histogram):
                 continue
-            cumulative, buckets = 0, []
-            for bound, count in zip((*value.bounds, math.inf), value.counts, strict=True):
+            cumulative = 0
+            buckets: list[Any] = []  # (le, count), or (le, count, exemplar)
+            bounds = (*value.bounds, math.inf)
+            for index, (bound, count) in enumerate(zip(bounds, value.counts, strict=True)):
                 cumulative += count
-                buckets.append((_le(bound), float(cumulative)))
+                exemplar = exemplars.get((labels, index)) if exemplars else None
+                if exemplar is None:
+                    buckets.append((_le(bound), float(cumulative)))
+                else:
+                    buckets.append((_le(bound), float(cumulative), _sample(exemplar)))
             histogram.add_metric(_values(label_names, labels), buckets, value.total)
         return histogram
     family: CounterMetricFamily | GaugeMetricFamily
@@ -125,6 +142,11 @@ def _family(definition: MetricDefinition, series: dict[Labels, float | Histogram
     return family
 
 
+def _sample(exemplar: Exemplar) -> Sample:
+    labels = {"trace_id": exemplar.trace_id, "span_id": exemplar.span_id}
+    return Sample(labels, exemplar.value, round(exemplar.timestamp, 3))
+
+
 def _le(bound: float) -> str:
     return "+Inf" if math.isinf(bound) else repr(float(bound))
 
@@ -134,11 +156,17 @@ def _values(label_names: list[str], labels: Labels) -> list[str]:
     return [given.get(name, "") for name in label_names]
 
 
-def families_to_render(families: Families) -> Iterator[Metric]:
+def families_to_render(
+    families: Families, exemplars: dict[Key, Exemplar] | None = None
+) -> Iterator[Metric]:
     """Every catalogue family, in catalogue order, data or not (its HELP and TYPE lines
     at least); unlabelled counters, up-down counters and histograms, and the fixed label
-    values of `_ZERO_WHEN_EMPTY`, appear at 0 before their first event."""
+    values of `_ZERO_WHEN_EMPTY`, appear at 0 before their first event. `exemplars`
+    go on the buckets they were measured in, where that series is exposed."""
     everything = {**families, **derived_rates(families)}
+    by_family: dict[str, dict[tuple[Labels, int], Exemplar]] = {}
+    for (family, labels, bucket), exemplar in (exemplars or {}).items():
+        by_family.setdefault(family, {})[labels, bucket] = exemplar
     for definition in semconv_metrics.CATALOGUE:
         name = definition.prometheus_name
         series = dict(everything.get(name, {}))
@@ -160,7 +188,7 @@ def families_to_render(families: Families) -> Iterator[Metric]:
             series[()] = (
                 _empty_histogram(definition) if definition.kind is InstrumentKind.HISTOGRAM else 0.0
             )
-        yield _family(definition, series)
+        yield _family(definition, series, by_family.get(name))
 
 
 def _empty_histogram(definition: MetricDefinition) -> Histogram:
@@ -181,3 +209,25 @@ def render(families: Families) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Snapshot(families_to_render(families)))
     return generate_latest(registry)
+
+
+def render_openmetrics(families: Families, exemplars: dict[Key, Exemplar]) -> bytes:
+    """OpenMetrics 1.0 text of the merged families, with `exemplars` on their buckets."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Snapshot(families_to_render(families, exemplars)))
+    body: bytes = openmetrics.generate_latest(registry)  # type: ignore[no-untyped-call]
+    return body
+
+
+def wants_openmetrics(accept: str | None) -> bool:
+    """Whether an `Accept` header takes OpenMetrics (Prometheus's prefers it)."""
+    for part in (accept or "").split(","):
+        media, *parameters = part.split(";")
+        if media.strip().lower() != "application/openmetrics-text":
+            continue
+        weights = [p.split("=", 1)[1] for p in parameters if p.strip().startswith("q=")]
+        try:
+            return not weights or float(weights[0]) > 0
+        except ValueError:
+            return True
+    return False

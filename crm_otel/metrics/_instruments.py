@@ -8,6 +8,7 @@ from typing import Any
 
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 
+from crm_otel.metrics._exemplars import ExemplarHistogram
 from semconv import metrics as semconv_metrics
 from semconv._definition import InstrumentKind, MetricDefinition
 
@@ -129,16 +130,24 @@ class Instruments:
     task_label: BoundedLabel
 
     @classmethod
-    def create(cls, meter: Any, label_cap: int) -> Instruments:
-        """Create the instruments on `meter` through the catalogue's factories."""
+    def create(cls, meter: Any, label_cap: int, exemplars: Any = None) -> Instruments:
+        """Create the instruments on `meter` through the catalogue's factories; the latency
+        histograms offer their measurements to `exemplars` (an `ExemplarStore`) when given."""
         m = semconv_metrics
+
+        def traced(definition: MetricDefinition, histogram: Any) -> ExemplarHistogram:
+            bounds = buckets_for(definition)
+            return ExemplarHistogram(histogram, definition.prometheus_name, bounds, exemplars)
+
         overflow = m.create_metrics_label_overflow(meter)
         return cls(
             http_requests=m.create_http_requests(meter),
-            http_request_duration=m.create_http_request_duration(meter),
+            http_request_duration=traced(
+                m.HTTP_REQUEST_DURATION, m.create_http_request_duration(meter)
+            ),
             http_errors=m.create_http_errors(meter),
             workflow_runs=m.create_workflow_runs(meter),
-            workflow_duration=m.create_workflow_duration(meter),
+            workflow_duration=traced(m.WORKFLOW_DURATION, m.create_workflow_duration(meter)),
             workflow_action_failures=m.create_workflow_action_failures(meter),
             search_latency=m.create_search_query_latency(meter),
             search_results=m.create_search_results(meter),
@@ -150,12 +159,14 @@ class Instruments:
             lead_score_cache_lookups=m.create_lead_score_cache_lookups(meter),
             lead_score_recalculations=m.create_lead_score_recalculations(meter),
             db_connections=m.create_db_connections_active(meter),
-            db_query_duration=m.create_db_query_duration(meter),
+            db_query_duration=traced(m.DB_QUERY_DURATION, m.create_db_query_duration(meter)),
             db_errors=m.create_db_errors(meter),
             db_pool_exhausted=m.create_db_pool_exhausted(meter),
             cache_operations=m.create_cache_operations(meter),
             celery_tasks=m.create_celery_tasks(meter),
-            celery_task_duration=m.create_celery_task_duration(meter),
+            celery_task_duration=traced(
+                m.CELERY_TASK_DURATION, m.create_celery_task_duration(meter)
+            ),
             label_overflow=overflow,
             workflow_label=BoundedLabel("workflow", label_cap, overflow),
             action_type_label=BoundedLabel("action_type", label_cap, overflow),

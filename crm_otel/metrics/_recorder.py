@@ -12,6 +12,7 @@ from typing import Any
 
 from crm_otel._log import internal_logger
 from crm_otel.metrics import _tenants
+from crm_otel.metrics._exemplars import ExemplarStore
 from crm_otel.metrics._snapshot import (
     OBSERVED,
     POLICY,
@@ -39,8 +40,15 @@ class ProcessRecorder:
     `STALE_AFTER_S`), the values archived join the baseline and a new file is started.
     """
 
-    def __init__(self, store: GroupStore, reader: Any, interval_s: float) -> None:
+    def __init__(
+        self,
+        store: GroupStore,
+        reader: Any,
+        interval_s: float,
+        exemplars: ExemplarStore | None = None,
+    ) -> None:
         self._store = store
+        self._exemplars = exemplars
         self._reader = reader
         self._interval_s = interval_s
         # Held while collecting, writing and merging, and across fork, so a child never
@@ -86,7 +94,8 @@ class ProcessRecorder:
         if table is not None:
             raw.update(table.snapshot())
         families = subtract(raw, self._baseline, self._baseline)
-        return ProcessState(self._pid, self._token, time.time(), families)
+        exemplars = self._exemplars.confirmed() if self._exemplars is not None else {}
+        return ProcessState(self._pid, self._token, time.time(), families, exemplars)
 
     def flush(self) -> ProcessState | None:
         """Write the state file now (also called at exit and before a pool child leaves)."""

@@ -8,11 +8,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from crm_otel._log import internal_logger
-from crm_otel.metrics._exposition import CONTENT_TYPE, render
+from crm_otel.metrics._exposition import (
+    CONTENT_TYPE,
+    OPENMETRICS_CONTENT_TYPE,
+    render,
+    render_openmetrics,
+    wants_openmetrics,
+)
 from crm_otel.metrics._instruments import Instruments
 from crm_otel.metrics._settings import MetricsSettings
 
 if TYPE_CHECKING:
+    from crm_otel.metrics._exemplars import ExemplarStore
     from crm_otel.metrics._recorder import ProcessRecorder
     from crm_otel.metrics._redis import RedisPoller
 
@@ -35,10 +42,14 @@ class Runtime:
     instruments: Instruments
     recorder: ProcessRecorder
     poller: RedisPoller
+    exemplars: ExemplarStore | None = None
     problems_seen: int = 0
 
-    def scrape(self, authorization: str | None) -> tuple[int, str, bytes]:
-        """Answer a scrape: status, content type and body."""
+    def scrape(
+        self, authorization: str | None, accept: str | None = None
+    ) -> tuple[int, str, bytes]:
+        """Answer a scrape: status, content type and body (OpenMetrics with exemplars when
+        `accept` takes it and exemplars are on, else Prometheus text)."""
         token = self.settings.token
         if token is not None and not hmac.compare_digest(
             (authorization or "").encode(), f"Bearer {token}".encode()
@@ -53,6 +64,12 @@ class Runtime:
             self.problems_seen += 1
             if self.problems_seen <= MAX_PROBLEMS_LOGGED:
                 internal_logger.warning("metrics merge: %s", problem)
+        if self.settings.exemplars and wants_openmetrics(accept):
+            return (
+                200,
+                OPENMETRICS_CONTENT_TYPE,
+                render_openmetrics(result.families, result.exemplars),
+            )
         return 200, CONTENT_TYPE, render(result.families)
 
 

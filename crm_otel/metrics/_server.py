@@ -23,7 +23,10 @@ def start_standalone(runtime: _runtime.Runtime) -> ThreadingHTTPServer | None:
             if self.path.split("?", 1)[0] != path:
                 self._reply(404, "text/plain; charset=utf-8", b"404 Not Found\n")
                 return
-            status, content_type, body = runtime.scrape(self.headers.get("Authorization"))
+            headers = self.headers
+            status, content_type, body = runtime.scrape(
+                headers.get("Authorization"), headers.get("Accept")
+            )
             self._reply(status, content_type, body)
 
         def _reply(self, status: int, content_type: str, body: bytes) -> None:

@@ -69,6 +69,13 @@ CRM_OTEL_TENANTS_TOP_N = define(
     "(at least 100) exactly.",
 )
 
+CRM_OTEL_METRICS_EXEMPLARS = define(
+    "CRM_OTEL_METRICS_EXEMPLARS",
+    "true",
+    "Attach trace-id exemplars of kept traces to the latency histograms, served when the "
+    "scraper accepts OpenMetrics; `false` records none and always serves Prometheus text.",
+)
+
 
 @dataclass(frozen=True)
 class MetricsSettings:
@@ -84,6 +91,7 @@ class MetricsSettings:
     label_cap: int
     redis_poll_s: float
     tenants_top_n: int = 20
+    exemplars: bool = True
 
     @classmethod
     def from_env(
@@ -105,6 +113,7 @@ class MetricsSettings:
             label_cap=env.integer(CRM_OTEL_METRICS_LABEL_CAP, 1, 10_000),
             redis_poll_s=env.number(CRM_OTEL_METRICS_REDIS_POLL_SECONDS, 1.0, 3600.0),
             tenants_top_n=env.integer(CRM_OTEL_TENANTS_TOP_N, 1, 1000),
+            exemplars=env.boolean(CRM_OTEL_METRICS_EXEMPLARS),
         )
 
 

@@ -9,12 +9,15 @@ hold; merging them is pure, so it is unit-tested without processes.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from semconv import metrics as semconv_metrics
 from semconv._definition import InstrumentKind, MetricDefinition
+
+if TYPE_CHECKING:
+    from crm_otel.metrics._exemplars import Exemplar, Key
 
 Labels: TypeAlias = tuple[tuple[str, str], ...]
 
@@ -62,6 +65,7 @@ OBSERVED: frozenset[str] = frozenset(
         _M.PROCESS_CPU_TIME,
         _M.PROCESS_RESIDENT_MEMORY,
         _M.EXPORT_DROPPED,
+        _M.METRICS_EXEMPLARS_DROPPED,
         # The tail sampler reports its own per-process totals, reset in a forked child.
         _M.SAMPLING_TRACES,
         _M.SAMPLING_SPANS_BUFFERED,
@@ -193,6 +197,7 @@ class ProcessState:
     token: str
     written: float
     families: Families
+    exemplars: Mapping[Key, Exemplar] = field(default_factory=dict)
 
 
 def merge(archive: Families, live: list[ProcessState]) -> tuple[Families, list[str]]:

@@ -42,7 +42,7 @@ def _workflow(
     failed = span.status.status_code is StatusCode.ERROR
     status = WorkflowStatus.FAILED if failed else WorkflowStatus.COMPLETED
     i.workflow_runs.add(1, {"workflow": workflow, "status": status.value})
-    i.workflow_duration.record(duration_ms, {"workflow": workflow})
+    i.workflow_duration.record(duration_ms, {"workflow": workflow}, span_context=span.context)
     for event in span.events:
         event_attrs = event.attributes or {}
         if (

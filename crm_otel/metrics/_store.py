@@ -22,6 +22,13 @@ from dataclasses import dataclass, field
 
 from crm_otel._log import internal_logger
 from crm_otel.metrics import _tenant_ledger
+from crm_otel.metrics._exemplars import (
+    Exemplar,
+    Key,
+    exemplars_from_json,
+    exemplars_to_json,
+    merge_exemplars,
+)
 from crm_otel.metrics._snapshot import (
     Families,
     ProcessState,
@@ -74,6 +81,8 @@ class MergeResult:
     live: int
     archived: int
     problems: list[str] = field(default_factory=list)
+    exemplars: dict[Key, Exemplar] = field(default_factory=dict)
+    """One per bucket, from the live processes (an exited process's are let go)."""
 
 
 class GroupStore:
@@ -106,6 +115,7 @@ class GroupStore:
                 "token": state.token,
                 "written": state.written,
                 "families": families_to_json(state.families),
+                "exemplars": exemplars_to_json(state.exemplars),
             },
             separators=(",", ":"),
         )
@@ -157,7 +167,8 @@ class GroupStore:
             ledger = _tenant_ledger.load(self.directory)
             families = _tenant_ledger.expose(families, ledger, self.tenants_top_n)
             _tenant_ledger.save(self.directory, ledger)
-        return MergeResult(families, len(live), len(exited), problems + merge_problems)
+        exemplars = merge_exemplars(state.exemplars for state in live)
+        return MergeResult(families, len(live), len(exited), problems + merge_problems, exemplars)
 
     def _read_archive(self, problems: list[str]) -> tuple[Families, set[str]]:
         path = os.path.join(self.directory, ARCHIVE)
@@ -191,6 +202,7 @@ class GroupStore:
                 str(data["token"]),
                 float(data["written"]),
                 families_from_json(data["families"]),
+                exemplars_from_json(data.get("exemplars", ())),
             )
         except FileNotFoundError:
             return None

@@ -98,6 +98,23 @@ def test_every_panel_has_targets_on_the_provisioned_datasource() -> None:
             assert len(ref_ids) == len(set(ref_ids))
 
 
+def test_latency_histogram_targets_show_exemplars() -> None:
+    """Every target over a latency histogram's buckets asks Grafana for its exemplars, and
+    the datasource links an exemplar's `trace_id` to the trace."""
+    latency = ("_duration_ms_bucket", "_duration_seconds_bucket")
+    asked = []
+    for stem, dashboard in _names.dashboards().items():
+        for panel in _names.panels(dashboard):
+            for target in panel.get("targets", []):
+                if any(name in target["expr"] for name in latency):
+                    asked.append((stem, panel["title"], target.get("exemplar")))
+    assert len(asked) >= 3 and all(exemplar is True for *_, exemplar in asked), asked
+    (path,) = (PROVISIONING / "datasources").glob("*.yml")
+    (datasource,) = yaml.safe_load(path.read_text())["datasources"]
+    names = [d["name"] for d in datasource["jsonData"]["exemplarTraceIdDestinations"]]
+    assert names == ["trace_id"]
+
+
 def test_queries_use_only_contract_metrics_and_recording_rules() -> None:
     """Every metric a dashboard or rule selects is a contract family or a recording rule."""
     allowed = _names.ALLOWED_METRICS | _names.recorded_names()

@@ -34,7 +34,7 @@ SELF_FAMILIES = {
     "crm_otel_sampling_spans_dropped_total", "crm_otel_metrics_label_overflow_total",
     "crm_otel_export_dropped_total", "crm_otel_sampling_held_traces_total",
     "crm_otel_sampling_spans_held", "crm_otel_sampling_upstream_released_total",
-    "crm_otel_sampling_relay_errors_total",
+    "crm_otel_sampling_relay_errors_total", "crm_otel_metrics_exemplars_dropped_total",
 }  # fmt: skip
 TENANT_FAMILIES = {d.prometheus_name for d in metrics.TENANT_FAMILIES}
 
