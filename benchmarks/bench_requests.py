@@ -86,6 +86,8 @@ CONFIGS = [
     Config("crm-otel, metrics off", True, {**CRM_OTEL, "CRM_OTEL_METRICS_ENABLED": "false"}),
     Config("crm-otel, JSON logs off", True, {**CRM_OTEL, "CRM_OTEL_LOG_JSON": "false"}),
     Config("crm-otel, logs bridge on", True, {**CRM_OTEL, "OTEL_LOGS_EXPORTER": "otlp"}),
+    Config("crm-otel, exemplars off", True, {**CRM_OTEL, "CRM_OTEL_METRICS_EXEMPLARS": "false"}),
+    Config("crm-otel, task hold off", True, {**CRM_OTEL, "CRM_OTEL_SAMPLING_HOLD_MS": "0"}),
 ]
 
 
