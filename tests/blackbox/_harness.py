@@ -10,6 +10,7 @@ import contextlib
 import gzip
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -208,6 +209,23 @@ def _span(span: Any, resource: dict[str, Any], scope: str) -> dict[str, Any]:
         "end_ns": span.end_time_unix_nano,
         "trace_state": span.trace_state,
     }
+
+
+def seeded_trace_ids(
+    count: int, seed: int, threshold: int, baseline: bool | None = None
+) -> list[str]:
+    """Seeded trace ids as hex; only those in (or only those outside) the consistent
+    baseline of `threshold` when `baseline` says so."""
+    from sampling._threshold import RANDOMNESS_MASK
+
+    rng = random.Random(seed)
+    ids: list[str] = []
+    while len(ids) < count:
+        trace_id = rng.getrandbits(128)
+        if baseline is not None and ((trace_id & RANDOMNESS_MASK) >= threshold) != baseline:
+            continue
+        ids.append(f"{trace_id:032x}")
+    return ids
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:

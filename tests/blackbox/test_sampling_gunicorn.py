@@ -8,7 +8,14 @@ import pytest
 
 from sampling import threshold_for
 from sampling._threshold import RANDOMNESS_MASK
-from tests.blackbox._harness import OtlpReceiver, crm_env, get, running, start_web
+from tests.blackbox._harness import (
+    OtlpReceiver,
+    crm_env,
+    get,
+    running,
+    seeded_trace_ids,
+    start_web,
+)
 
 pytestmark = pytest.mark.blackbox
 
@@ -18,15 +25,7 @@ THRESHOLD = threshold_for(RATIO)
 
 
 def _trace_ids(count: int, seed: int, baseline: bool | None = None) -> list[str]:
-    """Seeded trace ids as hex; only baseline (or only non-baseline) ones when asked."""
-    rng = random.Random(seed)
-    ids: list[str] = []
-    while len(ids) < count:
-        trace_id = rng.getrandbits(128)
-        if baseline is not None and ((trace_id & RANDOMNESS_MASK) >= THRESHOLD) != baseline:
-            continue
-        ids.append(f"{trace_id:032x}")
-    return ids
+    return seeded_trace_ids(count, seed, THRESHOLD, baseline)
 
 
 def _call(url: str, trace_id: str, sampled: bool = False) -> int:

@@ -19,6 +19,7 @@ from tests.blackbox._harness import (
     free_port,
     get,
     running,
+    seeded_trace_ids,
     start_web,
     start_worker,
 )
@@ -34,15 +35,7 @@ STATUS_ERROR = 2
 
 
 def _trace_ids(count: int, seed: int, baseline: bool | None = None) -> list[str]:
-    """Seeded trace ids as hex; only baseline (or only non-baseline) ones when asked."""
-    rng = random.Random(seed)
-    ids: list[str] = []
-    while len(ids) < count:
-        trace_id = rng.getrandbits(128)
-        if baseline is not None and ((trace_id & RANDOMNESS_MASK) >= THRESHOLD) != baseline:
-            continue
-        ids.append(f"{trace_id:032x}")
-    return ids
+    return seeded_trace_ids(count, seed, THRESHOLD, baseline)
 
 
 def _sync(url: str, trace_id: str, fail: bool) -> str:
