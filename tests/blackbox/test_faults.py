@@ -4,8 +4,12 @@ labels stay bounded, and what goes wrong is said once."""
 from __future__ import annotations
 
 import http.client
+import os
+import signal
 import socket
+import threading
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -14,6 +18,7 @@ from tests.blackbox._harness import OtlpReceiver, crm_env, get, json_lines, runn
 
 pytestmark = pytest.mark.blackbox
 
+LEADS = "/api/v1/leads/"
 MAX_LINE = 16_384
 """No JSON line may grow with the input beyond this (the request's own fields are capped
 far below it)."""
@@ -113,3 +118,83 @@ def test_unusable_metrics_directory_is_said_once_and_the_app_serves(
     assert len(mentions) == 1, mentions
     assert "CRM_OTEL_METRICS_DIR: expected a directory" in mentions[0]
     assert "Traceback" not in output
+
+
+def _metric(body: str, family: str, **labels: str) -> float:
+    total = 0.0
+    for line in body.splitlines():
+        if not line.startswith(family + "{") and not line.startswith(family + " "):
+            continue
+        if all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_sigkilled_worker_loses_nothing_written(crm: None) -> None:
+    """A gunicorn worker killed with SIGKILL a write interval after its last request: its
+    counts are kept, the replacement worker's add to them, and no merge problem is logged."""
+    env = crm_env(None, OTEL_TRACES_EXPORTER="none")
+    with running(start_web(env, server="gunicorn", workers=2)) as web:
+        parts = urlsplit(web.url)
+
+        def burst(count: int) -> None:
+            for _ in range(count):
+                connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+                connection.request("GET", "/api/v1/leads/")
+                assert connection.getresponse().status == 200
+                connection.close()
+
+        burst(60)
+        time.sleep(1.2)  # past the write interval: both workers' files hold their counts
+        children = Path(f"/proc/{web.process.pid}/task/{web.process.pid}/children")
+        victim = int(children.read_text().split()[0])
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while str(victim) in children.read_text().split() or len(children.read_text().split()) < 2:
+            assert time.monotonic() < deadline, "gunicorn did not replace the killed worker"
+            time.sleep(0.2)
+        burst(40)
+        time.sleep(1.2)
+        totals = {
+            _metric(get(web.url + "/metrics")[2].decode(), "http_requests_total", path=LEADS)
+            for _ in range(6)
+        }
+        output = web.output()
+    assert totals == {100.0}, totals
+    assert "metrics merge:" not in output
+
+
+def test_hung_requests_keep_the_buffer_at_its_cap(crm: None, receiver: OtlpReceiver) -> None:
+    """Requests that hang hold open traces; the sampler's buffer stays at its cap, the
+    forced decisions are counted, and a later request is still served and traced."""
+    env = crm_env(
+        receiver,
+        CRM_OTEL_ENVIRONMENT="production",
+        CRM_OTEL_SAMPLING_MAX_BUFFERED_SPANS="5",
+        CRM_OTEL_SAMPLING_MAX_TRACE_AGE_MS="1500",
+        GUNICORN_CMD_ARGS="--threads 12",
+    )
+    with running(start_web(env, server="gunicorn", workers=1)) as web:
+        hung = [
+            threading.Thread(target=get, args=(web.url + "/api/v1/slow/?ms=4000",))
+            for _ in range(10)
+        ]
+        for thread in hung:
+            thread.start()
+        time.sleep(2.5)  # all are in flight, past the trace age
+        body = get(web.url + "/metrics")[2].decode()
+        buffered = _metric(body, "crm_otel_sampling_spans_buffered")
+        forced = _metric(body, "crm_otel_sampling_forced_decisions_total")
+        status = get(web.url + "/api/v1/boom/", {"X-Correlation-ID": "after-flood"})[0]
+        for thread in hung:
+            thread.join(30)
+
+        def error_kept(r: OtlpReceiver) -> bool:
+            return any(
+                s["attributes"].get("crm.correlation_id") == "after-flood" for s in r.spans()
+            )
+
+        receiver.wait_for(error_kept)
+    assert status == 500
+    assert buffered <= 5, buffered
+    assert forced >= 5, forced
