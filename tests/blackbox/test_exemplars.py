@@ -113,7 +113,7 @@ def test_every_stored_exemplar_opens_a_kept_trace_and_slow_requests_have_theirs(
         while True:
             stored = _exemplars(prometheus, since)
             named = {trace for _, trace, _ in stored}
-            if set(slow) <= named and named & set(booms) or time.monotonic() > deadline:
+            if (set(slow) <= named and named & set(booms)) or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
         deadline = time.monotonic() + 20
