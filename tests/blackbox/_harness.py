@@ -211,6 +211,25 @@ def _span(span: Any, resource: dict[str, Any], scope: str) -> dict[str, Any]:
     }
 
 
+def server_span(
+    receiver: OtlpReceiver, correlation_id: str, name: str | None = None
+) -> dict[str, Any]:
+    """Wait for the server span carrying `correlation_id` (and named `name`, if given)."""
+
+    def found(r: OtlpReceiver) -> dict[str, Any] | None:
+        for span in r.spans():
+            if (
+                span["kind"] == 2  # SERVER
+                and span["attributes"].get("crm.correlation_id") == correlation_id
+                and (name is None or span["name"] == name)
+            ):
+                return span
+        return None
+
+    found.__name__ = f"server span {name or ''} ({correlation_id})"
+    return receiver.wait_for(found)  # type: ignore[no-any-return]
+
+
 def seeded_trace_ids(
     count: int, seed: int, threshold: int, baseline: bool | None = None
 ) -> list[str]:

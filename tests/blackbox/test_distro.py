@@ -12,6 +12,7 @@ from tests.blackbox._harness import (
     crm_env,
     get,
     running,
+    server_span,
     start_web,
     start_worker,
 )
@@ -39,20 +40,6 @@ def _trace(receiver: OtlpReceiver, trace_id: str) -> list[dict]:
 
 def _children(spans: list[dict], parent: dict) -> list[dict]:
     return [s for s in spans if s["parent_span_id"] == parent["span_id"]]
-
-
-def _server_span(receiver: OtlpReceiver, name: str, correlation_id: str) -> dict:
-    def found(r: OtlpReceiver) -> dict | None:
-        for span in r.spans():
-            if (
-                span["name"] == name
-                and span["attributes"].get("crm.correlation_id") == correlation_id
-            ):
-                return span
-        return None
-
-    found.__name__ = f"server span {name} ({correlation_id})"
-    return receiver.wait_for(found)
 
 
 def test_request_trace_tree_reaches_the_worker(crm: None, receiver: OtlpReceiver) -> None:
@@ -84,7 +71,7 @@ def test_request_trace_tree_reaches_the_worker(crm: None, receiver: OtlpReceiver
             == 200
         )
 
-        server = _server_span(receiver, "POST api/v1/leads/", "req-0001")
+        server = server_span(receiver, "req-0001", "POST api/v1/leads/")
         assert server["kind"] == SERVER
         assert server["attributes"]["http.route"] == "api/v1/leads/"
         assert server["attributes"]["crm.user.id"]
@@ -121,7 +108,7 @@ def test_request_trace_tree_reaches_the_worker(crm: None, receiver: OtlpReceiver
     ]
     assert worker_sql, "the task's queries are not children of its consumer span"
 
-    score_server = _server_span(receiver, "GET api/v1/leads/<int:pk>/score/", "req-0002")
+    score_server = server_span(receiver, "req-0002", "GET api/v1/leads/<int:pk>/score/")
     score_trace = _trace(receiver, score_server["trace_id"])
     redis_spans = [s for s in score_trace if s["attributes"].get("db.system") == "redis"]
     assert redis_spans and all(s["parent_span_id"] == score_server["span_id"] for s in redis_spans)
@@ -147,8 +134,8 @@ def test_workflow_span_events_and_errors(crm: None, receiver: OtlpReceiver) -> N
             )[0]
             == 500
         )
-        ok = _server_span(receiver, "GET api/v1/workflows/<int:pk>/execute/", "wf-ok")
-        bad = _server_span(receiver, "GET api/v1/workflows/<int:pk>/execute/", "wf-bad")
+        ok = server_span(receiver, "wf-ok", "GET api/v1/workflows/<int:pk>/execute/")
+        bad = server_span(receiver, "wf-bad", "GET api/v1/workflows/<int:pk>/execute/")
         receiver.wait_for(
             lambda r: len([s for s in r.spans() if s["name"] == "workflow.execute"]) >= 2
         )
@@ -181,7 +168,7 @@ def test_gunicorn_workers_export_their_spans(crm: None, receiver: OtlpReceiver) 
         ids = [f"gu-{i}" for i in range(12)]
         for cid in ids:
             assert get(web.url + "/api/v1/leads/", headers={"X-Correlation-ID": cid})[0] == 200
-        servers = [_server_span(receiver, "GET api/v1/leads/", cid) for cid in ids]
+        servers = [server_span(receiver, cid, "GET api/v1/leads/") for cid in ids]
     for server in servers:
         assert server["attributes"]["http.route"] == "api/v1/leads/"
         sql = [
@@ -237,7 +224,7 @@ def test_missing_settings_module_is_loud_and_settings_survive(
     env = crm_env(receiver, DJANGO_SETTINGS_MODULE="")
     with running(start_web(env, server="gunicorn", workers=1)) as web:
         assert get(web.url + "/api/v1/leads/", headers={"X-Correlation-ID": "nodsm"})[0] == 200
-        _server_span(receiver, "GET api/v1/leads/", "nodsm")
+        server_span(receiver, "nodsm", "GET api/v1/leads/")
         output = web.output()
     assert output.count("DJANGO_SETTINGS_MODULE is not set at launch") == 1
     assert "ALLOWED_HOSTS" not in output
@@ -275,7 +262,7 @@ def test_sigterm_flushes_runserver(crm: None, receiver: OtlpReceiver) -> None:
             s for s in receiver.spans() if s["attributes"].get("crm.correlation_id") == "term-1"
         ]
         web.stop()
-    _server_span(receiver, "GET api/v1/leads/", "term-1")
+    server_span(receiver, "term-1", "GET api/v1/leads/")
 
 
 def test_bad_variable_reported_once_and_app_serves(crm: None, receiver: OtlpReceiver) -> None:
@@ -295,7 +282,7 @@ def test_runserver_with_autoreloader(crm: None, receiver: OtlpReceiver) -> None:
     nothing in the parent."""
     with running(start_web(crm_env(receiver), server="runserver-autoreload")) as web:
         assert get(web.url + "/api/v1/leads/", headers={"X-Correlation-ID": "reload-1"})[0] == 200
-        _server_span(receiver, "GET api/v1/leads/", "reload-1")
+        server_span(receiver, "reload-1", "GET api/v1/leads/")
         output = web.output()
     assert "Traceback" not in output
     assert [s for s in receiver.spans() if s["attributes"].get("crm.correlation_id") == "reload-1"]
@@ -309,7 +296,7 @@ def test_metrics_scrapes_make_no_traces(crm: None, receiver: OtlpReceiver) -> No
         assert (
             get(web.url + "/api/v1/leads/", headers={"X-Correlation-ID": "after-scrape"})[0] == 200
         )
-        _server_span(receiver, "GET api/v1/leads/", "after-scrape")
+        server_span(receiver, "after-scrape", "GET api/v1/leads/")
     assert [s for s in receiver.spans() if s["kind"] == SERVER and s["name"] == "GET"] == []
 
 

@@ -17,6 +17,7 @@ from tests.blackbox._harness import (
     get,
     json_lines,
     running,
+    server_span,
     start_web,
 )
 
@@ -35,17 +36,6 @@ def _create_api_user(username: str, org: str, password: str) -> dict[str, Any]:
         text=True,
     )
     return json.loads(result.stdout)  # type: ignore[no-any-return]
-
-
-def _server_span(receiver: OtlpReceiver, correlation_id: str) -> dict[str, Any]:
-    def found(r: OtlpReceiver) -> dict[str, Any] | None:
-        for span in r.spans():
-            if span["kind"] == 2 and span["attributes"].get("crm.correlation_id") == correlation_id:
-                return span
-        return None
-
-    found.__name__ = f"server span of {correlation_id}"
-    return receiver.wait_for(found)  # type: ignore[no-any-return]
 
 
 def _lines(output: str, correlation_id: str) -> list[dict[str, Any]]:
@@ -95,11 +85,11 @@ def test_jwt_users_are_recorded_like_session_users(crm: None, receiver: OtlpRece
         forbidden = {**bearer, "X-Correlation-ID": "drf-forbidden"}
         assert get(web.url + "/api/v2/leads/export/", headers=forbidden)[0] == 403
 
-        jwt = _server_span(receiver, "drf-jwt")["attributes"]
-        rejected = _server_span(receiver, "drf-bad")["attributes"]
-        denied = _server_span(receiver, "drf-forbidden")["attributes"]
-        session = _server_span(receiver, "drf-session")["attributes"]
-        token = _server_span(receiver, "drf-token")["attributes"]
+        jwt = server_span(receiver, "drf-jwt")["attributes"]
+        rejected = server_span(receiver, "drf-bad")["attributes"]
+        denied = server_span(receiver, "drf-forbidden")["attributes"]
+        session = server_span(receiver, "drf-session")["attributes"]
+        token = server_span(receiver, "drf-token")["attributes"]
         output = web.output()
 
     assert (jwt["crm.user.id"], jwt["crm.org.id"]) == (user_id, org_id)

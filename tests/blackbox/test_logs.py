@@ -18,6 +18,7 @@ from tests.blackbox._harness import (
     crm_env,
     get,
     running,
+    server_span,
     start_web,
     start_worker,
 )
@@ -47,17 +48,6 @@ def _one(lines: list[dict[str, Any]], **fields: Any) -> dict[str, Any]:
     found = [x for x in lines if all(x.get(k) == v for k, v in fields.items())]
     assert len(found) == 1, f"{len(found)} lines with {fields}: {found}"
     return found[0]
-
-
-def _server_span(receiver: OtlpReceiver, correlation_id: str) -> dict[str, Any]:
-    def found(r: OtlpReceiver) -> dict[str, Any] | None:
-        for span in r.spans():
-            if span["kind"] == 2 and span["attributes"].get("crm.correlation_id") == correlation_id:
-                return span
-        return None
-
-    found.__name__ = f"server span of {correlation_id}"
-    return receiver.wait_for(found)  # type: ignore[no-any-return]
 
 
 def _raw_request(url: str, path: str, header_lines: list[bytes]) -> bytes:
@@ -98,10 +88,10 @@ def test_logs_end_to_end(crm: None, receiver: OtlpReceiver, tmp_path: Path) -> N
             == 400
         )
 
-        server = _server_span(receiver, "req-logs-1")
-        not_found = _server_span(receiver, "req-404")
-        boom = _server_span(receiver, "req-500")
-        bad = _server_span(receiver, "req-400")
+        server = server_span(receiver, "req-logs-1")
+        not_found = server_span(receiver, "req-404")
+        boom = server_span(receiver, "req-500")
+        bad = server_span(receiver, "req-400")
 
         lead_id = json.loads(body)["id"]
 
@@ -222,8 +212,8 @@ def test_secrets_never_leave_the_process(crm: None, receiver: OtlpReceiver, tmp_
         assert status == 200, body
         search = web.url + f"/api/v1/search/?q=ada&api_key={SECRET}-query"
         assert get(search, headers={"X-Correlation-ID": "req-search"})[0] == 200
-        search_span = _server_span(receiver, "req-search")
-        server = _server_span(receiver, "req-login")
+        search_span = server_span(receiver, "req-search")
+        server = server_span(receiver, "req-login")
         receiver.wait_for(lambda r: any(x["body"] == "login" for x in r.log_records()), timeout=20)
         output = web.output()
     # Positive controls: the values were there to leak, and were redacted.
