@@ -9,7 +9,7 @@ from typing import Any
 
 from opentelemetry import trace
 
-from crm_otel import _usage
+from crm_otel import _settings, _usage
 from crm_otel._context import (
     CORRELATION_HEADER,
     correlation_id_var,
@@ -19,7 +19,6 @@ from crm_otel._context import (
 from crm_otel._drf import watch_authentication
 from crm_otel._identity import IdentityFinder, report_failure
 from crm_otel._log import internal_logger
-from crm_otel._settings import Settings
 from semconv import attributes
 
 CRM_MIDDLEWARE: list[str] = [
@@ -193,7 +192,7 @@ def _update(context: dict[str, Any], request: Any) -> None:
 @functools.cache
 def identity_finder() -> IdentityFinder:
     """The finder built from this process's settings (`CRM_OTEL_ORG_ATTRIBUTE`)."""
-    return IdentityFinder(Settings.from_env(os.environ).org_paths)
+    return IdentityFinder(_settings.ACTIVE.current().org_paths)
 
 
 def route_template(match: Any) -> str | None:

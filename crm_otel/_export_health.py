@@ -199,7 +199,7 @@ def quiet_exporter_logs(health: ExportHealth = HEALTH) -> None:
 
 def endpoint_of(exporter: object) -> str:
     """The endpoint an OTLP exporter sends to, credentials masked ("" if it has none)."""
-    from crm_otel._cli import mask_url
+    from crm_otel._masks import mask_url
 
     endpoint = getattr(exporter, "_endpoint", "")
     return mask_url(str(endpoint)) if endpoint else ""

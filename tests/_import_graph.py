@@ -179,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
             targets = ", ".join(sorted(adjacency[module])) or "-"
             print(f"{module} -> {targets}")
     found = cycles(adjacency)
-    print(f"{len(adjacency)} modules, {sum(map(len, adjacency.values()))} edges ({'+'.join(kinds)})")
+    print(
+        f"{len(adjacency)} modules, {sum(map(len, adjacency.values()))} edges ({'+'.join(kinds)})"
+    )
     for number, component in enumerate(found, 1):
         print(f"circle {number} ({len(component)} modules): {' '.join(component)}")
     if not found:
