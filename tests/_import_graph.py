@@ -36,10 +36,10 @@ class Edge:
     line: int
 
 
-def product_modules(root: Path = ROOT) -> dict[str, Path]:
+def product_modules(root: Path = ROOT, packages: Iterable[str] = PACKAGES) -> dict[str, Path]:
     """Every module of the product packages, by dotted name."""
     modules: dict[str, Path] = {}
-    for package in PACKAGES:
+    for package in packages:
         for path in sorted((root / package).rglob("*.py")):
             parts = list(path.relative_to(root).with_suffix("").parts)
             if parts[-1] == "__init__":
@@ -93,9 +93,9 @@ def _resolve(module: str, is_package: bool, node: ast.Import | ast.ImportFrom) -
     return [base, *(f"{base}.{alias.name}" for alias in node.names)]
 
 
-def edges(root: Path = ROOT) -> list[Edge]:
+def edges(root: Path = ROOT, packages: Iterable[str] = PACKAGES) -> list[Edge]:
     """Every import of one product module by another."""
-    modules = product_modules(root)
+    modules = product_modules(root, packages)
     found: dict[tuple[str, str], Edge] = {}
     rank = {EAGER: 0, LAZY: 1, TYPING: 2}
     for module, path in modules.items():
@@ -115,10 +115,15 @@ def edges(root: Path = ROOT) -> list[Edge]:
     return sorted(found.values(), key=lambda e: (e.source, e.target))
 
 
-def graph(all_edges: Iterable[Edge], kinds: Iterable[str] = (EAGER,)) -> dict[str, set[str]]:
+def graph(
+    all_edges: Iterable[Edge],
+    kinds: Iterable[str] = (EAGER,),
+    modules: Iterable[str] | None = None,
+) -> dict[str, set[str]]:
     """Adjacency sets of the edges of the given kinds, every module a key."""
     wanted = set(kinds)
-    adjacency: dict[str, set[str]] = {module: set() for module in product_modules()}
+    names = product_modules() if modules is None else modules
+    adjacency: dict[str, set[str]] = {module: set() for module in names}
     for edge in all_edges:
         if edge.kind in wanted:
             adjacency[edge.source].add(edge.target)
