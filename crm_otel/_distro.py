@@ -16,9 +16,9 @@ from opentelemetry import trace
 
 # mypy does not see BaseDistro through the package's lazy re-exports.
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
-from opentelemetry.util._importlib_metadata import EntryPoint
 
 from crm_otel import _settings
+from crm_otel._sdk import EntryPoint
 from crm_otel._settings import Settings
 
 DEFAULTS: dict[str, str] = {
