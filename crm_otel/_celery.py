@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import trace
@@ -14,14 +15,26 @@ from crm_otel._context import (
     safe_correlation_id,
 )
 from crm_otel._providers import flush_all
-from crm_otel.logs import _tasks
 from semconv import attributes
 
 _tokens: dict[str, Any] = {}
 
 
-def install() -> None:
-    """Connect crm-otel's handlers to Celery's signals (after the OTel instrumentation's)."""
+def _nothing(task_id: str | None) -> None:
+    return None
+
+
+_task_ended: Callable[[str | None], None] = _nothing
+
+
+def install(task_ended: Callable[[str | None], None] = _nothing) -> None:
+    """Connect crm-otel's handlers to Celery's signals (after the OTel instrumentation's).
+
+    `task_ended(task_id)` runs once the instrumentation has ended the task's span (the
+    logs forget the task's argument values).
+    """
+    global _task_ended
+    _task_ended = task_ended
     from celery import signals
 
     signals.before_task_publish.connect(_carry_correlation_id, weak=False)
@@ -66,7 +79,7 @@ def _unbind_correlation_id(task_id: str | None = None, **_: Any) -> None:
 
 
 def _forget_task_values(task_id: str | None = None, **_: Any) -> None:
-    _tasks.forget(task_id)
+    _task_ended(task_id)
 
 
 def _flush(**_: Any) -> None:

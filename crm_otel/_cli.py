@@ -8,8 +8,11 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TextIO
 
+from crm_otel._configurator import ProcessSettings
 from crm_otel._distro import apply_defaults
-from crm_otel._env import VARIABLES, EnvReader, settings_builders
+from crm_otel._env import EnvReader
+from crm_otel._masks import mask_headers, mask_url
+from crm_otel._variables import VARIABLES
 from crm_otel._version import __version__
 
 OTEL_SHOWN = (
@@ -29,22 +32,6 @@ OTEL_SHOWN = (
 _KNOWN_EXPORTERS = {"otlp", "otlp_proto_http", "otlp_proto_grpc", "console", "none", "prometheus"}
 
 
-def mask_headers(value: str) -> str:
-    """`key=value,...` with every value hidden: OTLP headers carry tokens."""
-    return ",".join(
-        part.split("=", 1)[0].strip() + "=***" for part in value.split(",") if part.strip()
-    )
-
-
-def mask_url(value: str) -> str:
-    """`value` with the password or token of its `user:secret@` part hidden."""
-    scheme, sep, rest = value.partition("://")
-    if not sep or "@" not in rest.split("/", 1)[0]:
-        return value
-    userinfo, _, host = rest.partition("@")
-    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
-
-
 def check(environ: Mapping[str, str], out: TextIO, *, probe: bool = False) -> int:
     """Print the effective configuration of `environ`; return 1 if any value is bad.
 
@@ -54,8 +41,7 @@ def check(environ: Mapping[str, str], out: TextIO, *, probe: bool = False) -> in
     env = dict(environ)
     apply_defaults(env)
     reader = EnvReader(env, quiet=True)
-    for build in settings_builders():
-        build(reader)
+    ProcessSettings.from_env(env, reader=reader)
     problems = list(reader.problems)
     for signal in ("TRACES", "METRICS", "LOGS"):
         name = f"OTEL_{signal}_EXPORTER"

@@ -1,21 +1,51 @@
-"""The configurator: builds the SDK's providers with crm-otel's pipeline."""
+"""The configurator: builds the SDK's providers with crm-otel's pipeline.
+
+With the distro and the CLI, this is where the packages meet: it imports the core, the
+logs and the metrics, and none of them imports it.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry.sdk.resources import Resource
 
-from crm_otel import _sdk, logs, metrics
+from crm_otel import _sdk, _settings, logs, metrics
 from crm_otel._distro import is_helper_process
+from crm_otel._env import EnvReader
 from crm_otel._export_health import quiet_exporter_logs
 from crm_otel._lifecycle import install_sigterm_flush
 from crm_otel._log import internal_logger
 from crm_otel._pipeline import span_pipeline
 from crm_otel._settings import Settings
 from crm_otel._version import __version__
+from crm_otel.logs import LogSettings
+from crm_otel.metrics._settings import MetricsSettings
+
+
+@dataclass(frozen=True)
+class ProcessSettings:
+    """Every package's settings, read from one environment in one pass."""
+
+    core: Settings
+    metrics: MetricsSettings
+    logs: LogSettings
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str], *, reader: EnvReader | None = None
+    ) -> ProcessSettings:
+        """Build each package's settings from `environ`; bad values fall back to defaults."""
+        env = reader or EnvReader(environ)
+        core = Settings.from_env(environ, reader=env)
+        return cls(
+            core=core,
+            metrics=MetricsSettings.from_env(environ, reader=env),
+            logs=LogSettings.from_env(environ, environment=core.environment, reader=env),
+        )
 
 
 class CrmOtelConfigurator(_sdk.BaseConfigurator):
@@ -47,8 +77,13 @@ def build_resource(settings: Settings, auto_instrumentation_version: str | None 
 
 
 def configure(environ: Mapping[str, str], auto_instrumentation_version: str | None = None) -> None:
-    """Install the tracer, meter and logger providers for this process."""
-    settings = Settings.from_env(environ)
+    """Install the tracer, meter and logger providers for this process.
+
+    Every variable is read here, once; the distro's instrumentors use the same settings.
+    """
+    every = ProcessSettings.from_env(environ)
+    settings = every.core
+    _settings.ACTIVE.activate(settings)
     quiet_exporter_logs()
     resource = build_resource(settings, auto_instrumentation_version)
     try:
@@ -60,9 +95,13 @@ def configure(environ: Mapping[str, str], auto_instrumentation_version: str | No
             exc,
         )
         span_exporters, metric_exporters, log_exporters = {}, {}, {}
-    metrics.setup_metrics(resource, metric_exporters, environ)
-    logs.setup_logging(resource, log_exporters, environ)
-    sampler, export_processor = span_pipeline(settings)
+    metrics.setup_metrics(resource, metric_exporters, every.metrics)
+    logs.setup_logging(resource, log_exporters, every.logs)
+    sampler, export_processor = span_pipeline(
+        settings,
+        wrap_exporter=metrics.tenant_span_exporter,
+        decision_listener=metrics.decision_listener,
+    )
     _sdk.init_tracing(
         span_exporters,
         resource,
@@ -70,4 +109,4 @@ def configure(environ: Mapping[str, str], auto_instrumentation_version: str | No
         [*metrics.span_processors(), *logs.span_processors()],
         export_processor,
     )
-    install_sigterm_flush()
+    install_sigterm_flush(metrics.flush_state)

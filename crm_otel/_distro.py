@@ -1,4 +1,8 @@
-"""The distro: defaults for the CRM, and per-library options for each instrumentation."""
+"""The distro: defaults for the CRM, and per-library options for each instrumentation.
+
+Like the configurator, this is where the packages meet: it hands each instrumentation the
+settings `configure()` read, and the logs' and metrics' hooks.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,9 @@ from opentelemetry import trace
 
 # mypy does not see BaseDistro through the package's lazy re-exports.
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
-from opentelemetry.util._importlib_metadata import EntryPoint
 
+from crm_otel import _settings
+from crm_otel._sdk import EntryPoint
 from crm_otel._settings import Settings
 
 DEFAULTS: dict[str, str] = {
@@ -66,7 +71,7 @@ class CrmOtelDistro(BaseDistro):  # type: ignore[misc]
             # crm-otel bridges log records to the OTel logs SDK itself; the logging
             # instrumentation would attach a second handler and export every record twice.
             return
-        settings = Settings.from_env(os.environ)
+        settings = _settings.ACTIVE.current()  # the configurator's, read once
         if name in POSTGRES_INSTRUMENTATIONS:
             # Parameter values are personal data: never captured, whatever a default says.
             kwargs["capture_parameters"] = False
@@ -76,8 +81,9 @@ class CrmOtelDistro(BaseDistro):  # type: ignore[misc]
         if name == "django":
             from crm_otel._django import instrument_django
             from crm_otel._postgres import watch_connections
+            from crm_otel.metrics import first_in_server
 
-            watch_connections()
+            watch_connections(first_in_server)
 
             kwargs.setdefault("excluded_urls", _django_excluded_urls(os.environ))
             instrumentor = entry_point.load()()
@@ -86,8 +92,9 @@ class CrmOtelDistro(BaseDistro):  # type: ignore[misc]
         super().load_instrumentor(entry_point, **kwargs)
         if name == "celery":
             from crm_otel import _celery
+            from crm_otel.logs import _tasks
 
-            _celery.install()
+            _celery.install(_tasks.forget)
 
 
 def _redis_options(settings: Settings, kwargs: dict[str, Any]) -> None:
@@ -104,9 +111,9 @@ def _redis_options(settings: Settings, kwargs: dict[str, Any]) -> None:
 
 def _django_excluded_urls(environ: Mapping[str, str]) -> str:
     """The user's excluded URLs plus the metrics path: a scrape a second is not a trace."""
-    from crm_otel.metrics._settings import MetricsSettings
+    from crm_otel.metrics._settings import ACTIVE
 
-    path = MetricsSettings.from_env(environ).path
+    path = ACTIVE.current().path
     metrics = re.escape(path) + r"(\?|$)"
     user = environ.get("OTEL_PYTHON_DJANGO_EXCLUDED_URLS")
     user = user or environ.get("OTEL_PYTHON_EXCLUDED_URLS")

@@ -9,7 +9,7 @@ from typing import Any
 
 from opentelemetry import trace
 
-from crm_otel import _usage
+from crm_otel import _sdk, _settings, _usage
 from crm_otel._context import (
     CORRELATION_HEADER,
     correlation_id_var,
@@ -19,7 +19,6 @@ from crm_otel._context import (
 from crm_otel._drf import watch_authentication
 from crm_otel._identity import IdentityFinder, report_failure
 from crm_otel._log import internal_logger
-from crm_otel._settings import Settings
 from semconv import attributes
 
 CRM_MIDDLEWARE: list[str] = [
@@ -30,9 +29,7 @@ CRM_MIDDLEWARE: list[str] = [
 """crm-otel's middleware, inserted in this order right after OpenTelemetry's own (so the
 server span is current while they run)."""
 
-_OTEL_MIDDLEWARE = (
-    "opentelemetry.instrumentation.django.middleware.otel_middleware._DjangoMiddleware"
-)
+_OTEL_MIDDLEWARE = _sdk.DJANGO_MIDDLEWARE
 
 
 def instrument_django(instrument: Callable[[], None]) -> None:
@@ -87,10 +84,32 @@ def _instrument_with_settings(instrument: Callable[[], None]) -> None:
     settings.MIDDLEWARE = middleware
     instrument()
     middleware = list(settings.MIDDLEWARE)
-    position = middleware.index(_OTEL_MIDDLEWARE) + 1 if _OTEL_MIDDLEWARE in middleware else 0
+    if _OTEL_MIDDLEWARE in middleware:
+        position = middleware.index(_OTEL_MIDDLEWARE) + 1
+    else:
+        position = 0
+        _report_missing_otel_middleware()
     missing = [path for path in CRM_MIDDLEWARE if path not in middleware]
     middleware[position:position] = missing
     settings.MIDDLEWARE = middleware
+
+
+_missing_reported = False
+
+
+def _report_missing_otel_middleware() -> None:
+    """Say once that the instrumentation's middleware is not where crm-otel expects it."""
+    global _missing_reported
+    # The instrumentation's own off switch leaves it out on purpose.
+    if _missing_reported or os.environ.get("OTEL_PYTHON_DJANGO_INSTRUMENT") == "False":
+        return
+    _missing_reported = True
+    internal_logger.warning(
+        "%s is not in MIDDLEWARE after the Django instrumentation ran: crm-otel's middleware "
+        "goes first, before any server span, so server spans lack the correlation id, user "
+        "and org (install the opentelemetry-instrumentation-django version crm-otel pins)",
+        _OTEL_MIDDLEWARE,
+    )
 
 
 class RequestContextMiddleware:
@@ -193,7 +212,7 @@ def _update(context: dict[str, Any], request: Any) -> None:
 @functools.cache
 def identity_finder() -> IdentityFinder:
     """The finder built from this process's settings (`CRM_OTEL_ORG_ATTRIBUTE`)."""
-    return IdentityFinder(Settings.from_env(os.environ).org_paths)
+    return IdentityFinder(_settings.ACTIVE.current().org_paths)
 
 
 def route_template(match: Any) -> str | None:

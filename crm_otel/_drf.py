@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from crm_otel._identity import report_failure
+from crm_otel._sdk import django_request
 
 _WRAPPED = "_crm_otel_wrapped"
 
@@ -35,7 +36,7 @@ def watch_authentication(on_user: Callable[[Any], None]) -> bool:
     def set_user(request: Any, value: Any) -> None:
         original(request, value)
         try:
-            on_user(request._request)
+            on_user(django_request(request))
         except Exception as exc:  # telemetry never breaks authentication
             report_failure(exc)
 

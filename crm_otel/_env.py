@@ -1,63 +1,27 @@
-"""Environment variables: their registry, and lenient parsing that reports each bad value once.
+"""Lenient parsing of environment variables that reports each bad value once.
 
-Every `CRM_OTEL_*` variable is declared with `define`, which gives it a default and a
-docstring-like description; the README table is checked against `VARIABLES`.
+The variables themselves (name, default, meaning) are declared in `crm_otel._variables`.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from crm_otel._log import internal_logger
+from crm_otel._variables import VARIABLES, Variable
+
+# `VARIABLES` and `Variable` stay importable from here, where the readers of the registry
+# found them before it became its own module.
+__all__ = ["VARIABLES", "EnvReader", "Slot", "Variable"]
 
 _T = TypeVar("_T")
 _N = TypeVar("_N", int, float)
-
-
-@dataclass(frozen=True)
-class Variable:
-    """One environment variable crm-otel reads."""
-
-    name: str
-    default: str
-    description: str
-    secret: bool = False
-    standard: bool = False
-    """A standard `OTEL_*` variable crm-otel also reads (not listed as crm-otel's own)."""
-
-
-VARIABLES: dict[str, Variable] = {}
-"""Every variable declared with `define`, by name, in declaration order."""
-
-
-def define(
-    name: str, default: str, description: str, *, secret: bool = False, standard: bool = False
-) -> str:
-    """Declare a variable and return its name, for use as a module constant."""
-    VARIABLES[name] = Variable(name, default, description, secret, standard)
-    return name
-
-
-_builders: list[Callable[[EnvReader], object]] = []
-
-
-def register_settings(build: Callable[[EnvReader], object]) -> None:
-    """Register a settings builder, so that `crm-otel check` validates its variables."""
-    _builders.append(build)
-
-
-def settings_builders() -> list[Callable[[EnvReader], object]]:
-    """Every registered settings builder, after importing the subsystems that register them."""
-    import crm_otel._settings
-    import crm_otel.logs
-    import crm_otel.metrics  # noqa: F401
-
-    return list(_builders)
-
+_S = TypeVar("_S")
 
 _reported: set[tuple[str, str]] = set()
 _reported_lock = threading.Lock()
@@ -165,3 +129,35 @@ def _in_range(value: _N, minimum: float, maximum: float) -> _N:
     if not (math.isfinite(value) and minimum <= value <= maximum):
         raise ValueError(value)
     return value
+
+
+class Slot(Generic[_S]):
+    """A package's settings in effect in this process.
+
+    `configure()` builds every package's settings from one environment and activates
+    them; code that runs without it (the app's own `LOGGING`, a test) gets settings built
+    from `os.environ` on first use, once.
+    """
+
+    def __init__(self, build: Callable[[Mapping[str, str]], _S]) -> None:
+        self._build = build
+        self._value: _S | None = None
+        self._lock = threading.Lock()
+
+    def activate(self, value: _S) -> None:
+        """Make `value` the settings in effect."""
+        self._value = value
+
+    def current(self) -> _S:
+        """The settings in effect, built from `os.environ` when none were activated."""
+        value = self._value
+        if value is None:
+            with self._lock:
+                value = self._value
+                if value is None:
+                    value = self._value = self._build(os.environ)
+        return value
+
+    def reset(self) -> None:
+        """Forget the settings in effect (tests)."""
+        self._value = None

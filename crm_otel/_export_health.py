@@ -25,6 +25,7 @@ from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult,
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from crm_otel import _sdk
 from crm_otel._log import internal_logger
 
 SIGNALS = ("traces", "logs", "metrics")
@@ -33,7 +34,7 @@ SUMMARY_INTERVAL_S = 60.0
 
 EXPORTER_LOGGERS = {
     "opentelemetry.exporter.otlp.proto.http.trace_exporter": "traces",
-    "opentelemetry.exporter.otlp.proto.http._log_exporter": "logs",
+    _sdk.OTLP_HTTP_LOG_EXPORTER_MODULE: "logs",
     "opentelemetry.exporter.otlp.proto.http.metric_exporter": "metrics",
     "opentelemetry.exporter.otlp.proto.grpc.exporter": "",
 }
@@ -199,9 +200,9 @@ def quiet_exporter_logs(health: ExportHealth = HEALTH) -> None:
 
 def endpoint_of(exporter: object) -> str:
     """The endpoint an OTLP exporter sends to, credentials masked ("" if it has none)."""
-    from crm_otel._cli import mask_url
+    from crm_otel._masks import mask_url
 
-    endpoint = getattr(exporter, "_endpoint", "")
+    endpoint = _sdk.endpoint_of(exporter)
     return mask_url(str(endpoint)) if endpoint else ""
 
 
@@ -281,10 +282,8 @@ class ReportingMetricExporter(MetricExporter):
     exporter's temporality and aggregation preferences."""
 
     def __init__(self, inner: MetricExporter, health: ExportHealth = HEALTH) -> None:
-        super().__init__(
-            preferred_temporality=getattr(inner, "_preferred_temporality", None),
-            preferred_aggregation=getattr(inner, "_preferred_aggregation", None),
-        )
+        temporality, aggregation = _sdk.metric_preferences(inner)
+        super().__init__(preferred_temporality=temporality, preferred_aggregation=aggregation)
         self._inner = inner
         self._health = health
         self._endpoint = endpoint_of(inner)

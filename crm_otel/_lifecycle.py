@@ -6,14 +6,23 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType
 
 from crm_otel._providers import FLUSH_TIMEOUT_MILLIS, flush_all
-from crm_otel.metrics import _runtime
 
 
-def install_sigterm_flush() -> None:
+def _nothing() -> None:
+    return None
+
+
+_flush_first: Callable[[], None] = _nothing
+
+
+def install_sigterm_flush(flush_first: Callable[[], None] = _nothing) -> None:
     """Flush the providers on SIGTERM, then die of SIGTERM as the process would have.
+
+    `flush_first` runs before the providers' flush (the metrics' state file).
 
     Only when SIGTERM still has its default action: gunicorn and Celery install their
     own handlers later and exit through paths where the SDK's atexit hooks run. uvicorn
@@ -24,6 +33,8 @@ def install_sigterm_flush() -> None:
         return
     if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         return
+    global _flush_first
+    _flush_first = flush_first
     signal.signal(signal.SIGTERM, _on_sigterm)
 
 
@@ -43,7 +54,5 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 def _flush_before_exit() -> None:
     # Dying of SIGTERM skips atexit, where the metrics state file gets its last write:
     # written first, as it is local and quick, while the exporters may wait on a network.
-    runtime = _runtime.current()
-    if runtime is not None:
-        runtime.recorder.flush()
+    _flush_first()
     flush_all()

@@ -3,37 +3,35 @@
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 from opentelemetry.metrics import get_meter_provider
 from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import Sampler
 
-from crm_otel._env import EnvReader, define
 from crm_otel._export_health import ReportingSpanExporter
 from crm_otel._log import internal_logger
 from crm_otel._settings import Settings
-from crm_otel.metrics import decision_listener, tenant_span_exporter
-from sampling import ConsistentBaselineSampler, TailSamplingProcessor, TraceRelay
+from sampling import ConsistentBaselineSampler, Reason, TailSamplingProcessor, TraceRelay
 
-OTEL_BSP_SCHEDULE_DELAY = define(
-    "OTEL_BSP_SCHEDULE_DELAY",
-    "5000",
-    "Milliseconds between exports of kept spans (the SDK's meaning, for the tail's queue).",
-    standard=True,
-)
-OTEL_BSP_MAX_EXPORT_BATCH_SIZE = define(
-    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
-    "512",
-    "Kept spans per export call (the SDK's meaning, for the tail's queue).",
-    standard=True,
-)
+DecisionListener = Callable[[int, bool, Reason], None]
+"""Hears a tail decision: trace id, kept, reason."""
+
+
+def _unchanged(exporter: SpanExporter) -> SpanExporter:
+    return exporter
+
+
+def _no_listener() -> DecisionListener | None:
+    return None
 
 
 def span_pipeline(
-    settings: Settings, environ: Mapping[str, str] | None = None
+    settings: Settings,
+    *,
+    wrap_exporter: Callable[[SpanExporter], SpanExporter] = _unchanged,
+    decision_listener: Callable[[], DecisionListener | None] = _no_listener,
 ) -> tuple[Sampler | None, Callable[[SpanExporter], SpanProcessor]]:
     """The head sampler and the export-processor factory the configurator installs.
 
@@ -41,21 +39,21 @@ def span_pipeline(
     each exporter sits behind a tail processor that keeps whole traces by the policy.
     Its self-metrics go to the global meter provider, which `setup_metrics` installed.
     `OTEL_BSP_SCHEDULE_DELAY` and `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` keep their SDK meaning
-    for the tail processor's export queue.
+    for the tail processor's export queue. `wrap_exporter` goes around each exporter
+    (the metrics' count of kept spans by org); `decision_listener()` gives what hears
+    each tail processor's decisions (the metrics' exemplars), asked as the processor is built.
     """
-    environ = os.environ if environ is None else environ
     _route_sampling_logs()
     policy = settings.sampling
-    env = EnvReader(environ)
-    schedule_delay = env.integer(OTEL_BSP_SCHEDULE_DELAY, 1)
-    batch_size = env.integer(OTEL_BSP_MAX_EXPORT_BATCH_SIZE, 1)
+    schedule_delay = settings.schedule_delay_ms
+    batch_size = settings.export_batch_size
     sampler = ConsistentBaselineSampler.from_policy(policy)
     if not settings.tail_sampling:
         # Spans are still all recorded (metrics from spans stay unbiased); the SDK's
         # processor exports the sampled baseline only.
         def batch_processor(exporter: SpanExporter) -> SpanProcessor:
             return BatchSpanProcessor(
-                tenant_span_exporter(ReportingSpanExporter(exporter)),
+                wrap_exporter(ReportingSpanExporter(exporter)),
                 schedule_delay_millis=schedule_delay,
                 max_export_batch_size=batch_size,
             )
@@ -65,7 +63,7 @@ def span_pipeline(
     def export_processor(exporter: SpanExporter) -> SpanProcessor:
         # Exemplars name only traces this processor keeps: it tells them its decisions.
         return TailSamplingProcessor(
-            tenant_span_exporter(ReportingSpanExporter(exporter)),
+            wrap_exporter(ReportingSpanExporter(exporter)),
             policy,
             meter_provider=get_meter_provider(),
             schedule_delay_millis=schedule_delay,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,27 +102,14 @@ def _instrumentation_version() -> str | None:
         return None
 
 
-def first_in_server(key: str) -> bool:
-    """Whether this process is the first of its server (a gunicorn master and its workers,
-    a Celery worker and its children: one metrics group) to claim `key`. With metrics off
-    there is no group, and each process is its own server."""
-    from crm_otel.metrics import GROUP_VARIABLE
-    from crm_otel.metrics._settings import MetricsSettings
+_checked = threading.Event()
 
-    group = os.environ.get(GROUP_VARIABLE)
-    if not group:
-        return True
-    path = os.path.join(MetricsSettings.from_env(os.environ).directory, group, f"said-{key}")
-    try:
-        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-    except FileExistsError:
-        return False
-    except OSError:  # no group directory: better said twice than never
-        return True
+
+def _always(key: str) -> bool:
     return True
 
 
-_checked = threading.Event()
+_first_in_server: Callable[[str], bool] = _always
 
 
 def _on_connection_created(sender: Any = None, connection: Any = None, **_: Any) -> None:
@@ -137,14 +124,20 @@ def _on_connection_created(sender: Any = None, connection: Any = None, **_: Any)
             disabled_instrumentations(os.environ),
             _instrumentation_version(),
         )
-        if message and first_in_server("postgres-driver"):
+        if message and _first_in_server("postgres-driver"):
             internal_logger.warning("%s", message)
     except Exception:  # telemetry never breaks the app's connection
         return
 
 
-def watch_connections() -> None:
-    """Check the driver at Django's first PostgreSQL connection in this process."""
+def watch_connections(first_in_server: Callable[[str], bool] = _always) -> None:
+    """Check the driver at Django's first PostgreSQL connection in this process.
+
+    `first_in_server(key)` says whether this process is the first of its server to claim
+    `key` (the metrics' group), so that a server with many workers says it once.
+    """
+    global _first_in_server
+    _first_in_server = first_in_server
     try:
         from django.db.backends.signals import connection_created
     except ImportError:

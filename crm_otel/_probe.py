@@ -61,7 +61,7 @@ def _signal_endpoint(environ: Mapping[str, str], protocol: str) -> str:
 def probe_endpoint(environ: Mapping[str, str]) -> list[Finding]:
     """Whether the traces endpoint answers: an empty OTLP/HTTP export, or a TCP connect
     for gRPC."""
-    from crm_otel._cli import mask_url
+    from crm_otel._masks import mask_url
 
     exporters = {e.strip().lower() for e in environ.get("OTEL_TRACES_EXPORTER", "").split(",")}
     if not exporters & {"otlp", "otlp_proto_http", "otlp_proto_grpc"}:

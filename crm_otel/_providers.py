@@ -11,7 +11,7 @@ FLUSH_TIMEOUT_MILLIS = 5_000
 
 def flush_all(timeout_millis: int = FLUSH_TIMEOUT_MILLIS) -> None:
     """Force-flush the tracer, meter and logger providers; never raises."""
-    from opentelemetry._logs import get_logger_provider
+    from crm_otel._sdk import get_logger_provider
 
     for provider in (
         trace.get_tracer_provider(),

@@ -1,7 +1,9 @@
-"""Keep the Redis instrumentation to commands issued inside a trace."""
+"""Redis glue: the instrumentation kept to commands issued inside a trace, and the app's
+Redis caches as Django's `CACHES` names them."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -85,3 +87,15 @@ class _InTraceOnlyTracer(Tracer):
             set_status_on_exception=set_status_on_exception,
         ) as current:
             yield current
+
+
+def cache_locations(caches: dict[str, Any]) -> list[str]:
+    """The Redis URLs of Django `CACHES` entries with a Redis backend."""
+    urls: list[str] = []
+    for cache in caches.values():
+        location = cache.get("LOCATION")
+        if "redis" not in str(cache.get("BACKEND", "")).lower() or not location:
+            continue
+        for item in [location] if isinstance(location, str) else list(location):
+            urls.extend(part.strip() for part in re.split(r"[;,]", str(item)) if part.strip())
+    return urls

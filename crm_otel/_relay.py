@@ -120,7 +120,7 @@ def discover_url() -> str | None:
 
         if settings.configured:
             urls.append(str(getattr(settings, "CELERY_BROKER_URL", "") or ""))
-            from crm_otel.metrics._cache_scope import cache_locations
+            from crm_otel._redis import cache_locations
 
             urls.extend(cache_locations(dict(getattr(settings, "CACHES", {}))))
     except Exception:  # no Django, or settings that do not import

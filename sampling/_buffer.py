@@ -10,14 +10,12 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from enum import Enum
-from typing import Any
 
-from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import StatusCode
 
 from sampling._policy import SamplingPolicy
+from sampling._sdk import raw_attributes, raw_events
 
 KEPT = "kept"
 """Value of the `decision` label for kept traces."""
@@ -71,16 +69,12 @@ def has_error(span: ReadableSpan) -> bool:
     # sampler's cost; so the SDK's own deque and dict are read when they have the shape
     # this SDK gives them, and anything else takes the public path.
     # tests/sampling/test_errors.py pins both paths against real SDK spans.
-    events: Any = getattr(span, "_events", None)
-    events = getattr(events, "_dq", None) if type(events) is BoundedList else None
+    events = raw_events(span)
     if events is None:
         events = span.events
     if events and any(event.name == "exception" for event in events):
         return True
-    attributes: Any = getattr(span, "_attributes", None)
-    attributes = (
-        getattr(attributes, "_dict", None) if type(attributes) is BoundedAttributes else None
-    )
+    attributes = raw_attributes(span)
     if attributes is None:
         attributes = span.attributes
     # One pass over the keys: looking up absent keys in the SDK's attribute mapping

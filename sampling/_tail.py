@@ -10,13 +10,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
 
-from opentelemetry.context import (
-    _SUPPRESS_INSTRUMENTATION_KEY,
-    Context,
-    attach,
-    detach,
-    set_value,
-)
+from opentelemetry.context import Context, attach, detach, set_value
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation, get_meter_provider
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter
@@ -24,6 +18,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from sampling._buffer import KEPT, Reason, TraceBuffer, has_error
 from sampling._policy import SamplingPolicy
 from sampling._relay import TraceRelay
+from sampling._sdk import SUPPRESS_INSTRUMENTATION_KEY
 from semconv.metrics import (
     create_sampling_forced_decisions,
     create_sampling_late_spans,
@@ -259,7 +254,7 @@ class TailSamplingProcessor(SpanProcessor):
                 while queue and len(batch) < self._batch_size:
                     batch.append(queue.popleft())
                 # The exporter's own HTTP calls must not be traced.
-                token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+                token = attach(set_value(SUPPRESS_INSTRUMENTATION_KEY, True))
                 try:
                     self._exporter.export(batch)
                 except Exception:

@@ -13,10 +13,14 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.util._once import Once
 
+from crm_otel import _settings
+from crm_otel.metrics import _settings as metrics_settings
+
 
 @pytest.fixture(autouse=True)
 def _restore_globals() -> Iterator[None]:
-    """Put back the environment, the global tracer provider and the root logger's handlers."""
+    """Put back the environment, the global tracer provider and the root logger's handlers,
+    and forget the settings a test activated."""
     environ = dict(os.environ)
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
@@ -27,6 +31,8 @@ def _restore_globals() -> Iterator[None]:
     root.handlers[:] = handlers
     root.setLevel(level)
     trace._TRACER_PROVIDER, trace._TRACER_PROVIDER_SET_ONCE = provider, once
+    _settings.ACTIVE.reset()
+    metrics_settings.ACTIVE.reset()
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from crm_otel._doc import env_table
-from crm_otel._env import VARIABLES
+from crm_otel._variables import VARIABLES
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 
@@ -17,7 +17,6 @@ def test_env_table_is_current() -> None:
 
 def test_every_variable_is_documented() -> None:
     """Every declared CRM_OTEL_* variable is named in the README."""
-    env_table()
     missing = [name for name in VARIABLES if f"`{name}`" not in README]
     assert missing == []
 

@@ -8,6 +8,7 @@ execution events. See the README's Logs section.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -34,13 +35,20 @@ from crm_otel.logs._tasks import TaskValuesFilter, TaskValuesSpanProcessor
 
 
 def setup_logging(
-    resource: Resource, exporters: dict[str, Any], environ: Mapping[str, str]
+    resource: Resource, exporters: dict[str, Any], settings: LogSettings | Mapping[str, str]
 ) -> None:
-    """Install the JSON handlers and, when exporters are configured, the OTel logs bridge."""
+    """Install the JSON handlers and, when exporters are configured, the OTel logs bridge.
+
+    `settings` are the logs settings, or the environment to read them from; the
+    resource's service name wins over theirs.
+    """
     service = resource.attributes.get("service.name")
     if not isinstance(service, str) or service.startswith("unknown_service"):
         service = None
-    settings = LogSettings.from_env(environ, service=service)
+    if not isinstance(settings, LogSettings):
+        settings = LogSettings.from_env(settings, service=service)
+    elif service is not None:
+        settings = dataclasses.replace(settings, service=service)
     _state.activate(settings)
     bridge: logging.Handler | None = None
     if exporters:

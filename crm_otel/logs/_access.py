@@ -9,6 +9,7 @@ from typing import Any
 
 from crm_otel._context import request_context_var
 from crm_otel._django import settle_identity
+from crm_otel._sdk import response_already_logged
 from crm_otel.logs import _state
 from crm_otel.logs._formatter import error_code
 
@@ -41,7 +42,7 @@ class AccessLogMiddleware:
         latency_ms = round((time.perf_counter() - started) * 1000, 1)
         settle_identity(request)  # users authenticated inside the view (DRF) on this line too
         status = int(getattr(response, "status_code", 0))
-        if status >= 400 and not getattr(response, "_has_been_logged", False):
+        if status >= 400 and not response_already_logged(response):
             from django.utils.log import log_response
 
             log_response(

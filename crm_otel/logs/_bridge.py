@@ -13,9 +13,9 @@ import traceback
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry._logs import Logger, LoggerProvider, SeverityNumber, get_logger_provider
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
+from crm_otel._sdk import Logger, LoggerProvider, SeverityNumber, get_logger_provider
 from crm_otel._version import __version__
 from crm_otel.logs import _state, _tasks
 from crm_otel.logs._formatter import (

@@ -6,58 +6,20 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from crm_otel._env import EnvReader, define, register_settings
-from crm_otel._settings import CRM_OTEL_ENVIRONMENT
-from semconv.attributes import Environment
+from crm_otel._env import EnvReader
+from crm_otel._settings import read_environment
+from crm_otel._variables import (
+    CRM_OTEL_CELERY_LOG_ARGS_TASKS,
+    CRM_OTEL_LOG_FILE,
+    CRM_OTEL_LOG_FILE_BACKUPS,
+    CRM_OTEL_LOG_FILE_MAX_BYTES,
+    CRM_OTEL_LOG_JSON,
+    CRM_OTEL_LOG_LEVEL,
+    CRM_OTEL_REDACT_KEYS,
+)
 
 DEFAULT_SERVICE_NAME = "crm-backend"
 """`service` of every line when neither `OTEL_SERVICE_NAME` nor the resource names one."""
-
-CRM_OTEL_LOG_JSON = define(
-    "CRM_OTEL_LOG_JSON",
-    "true",
-    "Install crm-otel's JSON handlers (stdout, and the file when set) on the root logger; "
-    "`false` leaves the app's logging alone (the OTel logs bridge still follows "
-    "`OTEL_LOGS_EXPORTER`).",
-)
-CRM_OTEL_LOG_LEVEL = define(
-    "CRM_OTEL_LOG_LEVEL",
-    "INFO",
-    "Level of the root logger set at startup: DEBUG, INFO, WARNING, ERROR or CRITICAL. "
-    "A `root` level in the app's own `LOGGING` wins.",
-)
-CRM_OTEL_LOG_FILE = define(
-    "CRM_OTEL_LOG_FILE",
-    "",
-    "Path of a rotating JSON log file written beside stdout; unset writes no file. "
-    "`{pid}` in it is replaced by the process id (one file per gunicorn/Celery worker).",
-)
-CRM_OTEL_LOG_FILE_MAX_BYTES = define(
-    "CRM_OTEL_LOG_FILE_MAX_BYTES",
-    "10485760",
-    "Size in bytes at which the log file is rotated (10 MB); at least 1024.",
-)
-CRM_OTEL_LOG_FILE_BACKUPS = define(
-    "CRM_OTEL_LOG_FILE_BACKUPS",
-    "10",
-    "Rotated log files kept (`app.log.1` ... `app.log.N`, at least 1: with 0 Python never "
-    "rotates); the oldest is deleted.",
-)
-CRM_OTEL_REDACT_KEYS = define(
-    "CRM_OTEL_REDACT_KEYS",
-    "",
-    "Comma-separated key fragments redacted in addition to the built-in list "
-    "(password, passwd, pwd, secret, token, authorization, cookie, api key, session, csrf, "
-    "private key, credential); matching ignores case and `_`, `-`, `.` and spaces.",
-)
-
-CRM_OTEL_CELERY_LOG_ARGS_TASKS = define(
-    "CRM_OTEL_CELERY_LOG_ARGS_TASKS",
-    "",
-    "Comma-separated Celery task names (`leads.tasks.score_new_lead`) whose arguments and "
-    "return value may appear in Celery's task log lines and exception texts; every other "
-    "task's are written as `[REDACTED]`.",
-)
 
 _LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -82,9 +44,11 @@ class LogSettings:
         environ: Mapping[str, str],
         *,
         service: str | None = None,
+        environment: str | None = None,
         reader: EnvReader | None = None,
     ) -> LogSettings:
-        """Build the settings from `environ`; `service` (the resource's) wins when given."""
+        """Build the settings from `environ`; `service` (the resource's) wins when given,
+        and `environment` is the core settings' when given (read once per process)."""
         env = reader or EnvReader(environ)
         extra_keys = tuple(
             key.strip() for key in env.text(CRM_OTEL_REDACT_KEYS).split(",") if key.strip()
@@ -93,7 +57,7 @@ class LogSettings:
             json=env.boolean(CRM_OTEL_LOG_JSON),
             level=logging.getLevelName(env.choice(CRM_OTEL_LOG_LEVEL, _LEVELS).upper()),
             service=service or _service_name(environ),
-            environment=env.choice(CRM_OTEL_ENVIRONMENT, tuple(e.value for e in Environment)),
+            environment=environment or read_environment(env),
             file=env.raw(CRM_OTEL_LOG_FILE),
             file_max_bytes=env.integer(CRM_OTEL_LOG_FILE_MAX_BYTES, 1024),
             file_backups=env.integer(CRM_OTEL_LOG_FILE_BACKUPS, 1, 1000),
@@ -116,6 +80,3 @@ def _service_name(environ: Mapping[str, str]) -> str:
         if key.strip() == "service.name" and value.strip():
             return value.strip()
     return DEFAULT_SERVICE_NAME
-
-
-register_settings(lambda reader: LogSettings.from_env(reader.environ, reader=reader))

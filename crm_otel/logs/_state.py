@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from crm_otel import _settings
 from crm_otel.logs._redact import Redactor
 from crm_otel.logs._settings import LogSettings
 
@@ -29,6 +30,7 @@ def current() -> tuple[LogSettings, Redactor]:
     global _active
     active = _active
     if active is None:
-        settings = LogSettings.from_env(os.environ)
+        environment = _settings.ACTIVE.current().environment
+        settings = LogSettings.from_env(os.environ, environment=environment)
         active = _active = (settings, Redactor(settings.redact_keys))
     return active

@@ -31,7 +31,7 @@ from crm_otel._version import __version__
 from crm_otel.metrics import _runtime, _tenants
 from crm_otel.metrics._django import MetricsMiddleware
 from crm_otel.metrics._instruments import Instruments, views
-from crm_otel.metrics._settings import MetricsSettings
+from crm_otel.metrics._settings import ACTIVE, MetricsSettings
 from sampling import Reason
 
 GROUP_VARIABLE = "_CRM_OTEL_METRICS_GROUP"
@@ -42,10 +42,17 @@ METER_NAME = "crm_otel"
 
 
 def setup_metrics(
-    resource: Resource, exporters: dict[str, Any], environ: Mapping[str, str]
+    resource: Resource,
+    exporters: dict[str, Any],
+    settings: MetricsSettings | Mapping[str, str],
 ) -> None:
-    """Create and install the global MeterProvider, and the metrics of this process."""
-    settings = MetricsSettings.from_env(environ)
+    """Create and install the global MeterProvider, and the metrics of this process.
+
+    `settings` are the metrics settings, or the environment to read them from.
+    """
+    if not isinstance(settings, MetricsSettings):
+        settings = MetricsSettings.from_env(settings)
+    ACTIVE.activate(settings)
     readers: list[MetricReader] = []
     for exporter_class in exporters.values():
         if isinstance(exporter_class, type) and issubclass(exporter_class, MetricReader):
@@ -158,6 +165,30 @@ def decision_listener() -> Callable[[int, bool, Reason], None] | None:
         return None
     runtime.exemplars.listening = True
     return runtime.exemplars.decided
+
+
+def flush_state() -> None:
+    """Write this process's state file now (before a SIGTERM death skips atexit)."""
+    runtime = _runtime.current()
+    if runtime is not None:
+        runtime.recorder.flush()
+
+
+def first_in_server(key: str) -> bool:
+    """Whether this process is the first of its server (a gunicorn master and its workers,
+    a Celery worker and its children: one metrics group) to claim `key`. With metrics off
+    there is no group, and each process is its own server."""
+    group = os.environ.get(GROUP_VARIABLE)
+    if not group:
+        return True
+    path = os.path.join(ACTIVE.current().directory, group, f"said-{key}")
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        return False
+    except OSError:  # no group directory: better said twice than never
+        return True
+    return True
 
 
 def redis_hooks() -> tuple[Callable[..., None], Callable[..., None]] | None:

@@ -9,12 +9,13 @@ own reads are never instrumented at all.
 
 from __future__ import annotations
 
-import re
 import sys
 import threading
 import weakref
 from types import FrameType
 from typing import Any
+
+from crm_otel._redis import cache_locations as cache_locations  # where the metrics find it
 
 _INFRASTRUCTURE = frozenset({"celery", "kombu", "billiard"})
 """Top-level packages whose Redis commands are messaging machinery, not cache traffic."""
@@ -52,18 +53,6 @@ def address_of_url(url: str) -> Address | None:
     except (ValueError, TypeError):
         return None
     return _address(kwargs.get("host"), kwargs.get("port"), kwargs.get("db"), kwargs.get("path"))
-
-
-def cache_locations(caches: dict[str, Any]) -> list[str]:
-    """The Redis URLs of Django `CACHES` entries with a Redis backend."""
-    urls: list[str] = []
-    for cache in caches.values():
-        location = cache.get("LOCATION")
-        if "redis" not in str(cache.get("BACKEND", "")).lower() or not location:
-            continue
-        for item in [location] if isinstance(location, str) else list(location):
-            urls.extend(part.strip() for part in re.split(r"[;,]", str(item)) if part.strip())
-    return urls
 
 
 def cache_addresses() -> frozenset[Address]:

@@ -15,6 +15,8 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from crm_otel import _sdk
+
 _HOOKED = "_crm_otel_putconn"
 """Attribute marking a pool class whose `putconn` reports returns here."""
 
@@ -25,7 +27,7 @@ def pool_of(raw: Any) -> Any:
     psycopg_pool sets `_pool` on a connection while it is checked out (Django itself hands
     the connection back through it).
     """
-    return getattr(raw, "_pool", None)
+    return _sdk.pool_of(raw)
 
 
 class CheckedOut:

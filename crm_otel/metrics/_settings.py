@@ -9,71 +9,19 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from crm_otel._env import EnvReader, define, register_settings
-
-CRM_OTEL_METRICS_ENABLED = define(
-    "CRM_OTEL_METRICS_ENABLED",
-    "true",
-    "Record the design's metrics and answer the metrics path; `false` records nothing "
-    "(OTLP metric exporters named by OTEL_METRICS_EXPORTER still get the SDK's provider).",
-)
-CRM_OTEL_METRICS_PATH = define(
-    "CRM_OTEL_METRICS_PATH",
-    "/metrics",
-    "Path on the app's own port where Prometheus text is served.",
-)
-CRM_OTEL_METRICS_TOKEN = define(
-    "CRM_OTEL_METRICS_TOKEN",
-    "",
-    "When set, the metrics path and port require `Authorization: Bearer <token>` (401 otherwise).",
-    secret=True,
-)
-CRM_OTEL_METRICS_DIR = define(
-    "CRM_OTEL_METRICS_DIR",
-    "",
-    "Directory of the per-process state files merged at scrape time; default "
-    "`<tmp>/crm-otel-metrics-<user>-<hash of the working directory>`.",
-)
-CRM_OTEL_METRICS_WRITE_INTERVAL_MS = define(
-    "CRM_OTEL_METRICS_WRITE_INTERVAL_MS",
-    "500",
-    "How often each process writes its state file (50 to 1000 ms): the staleness bound "
-    "of a scrape.",
-)
-CRM_OTEL_METRICS_HOST = define(
-    "CRM_OTEL_METRICS_HOST",
-    "127.0.0.1",
-    "Address of the standalone metrics port of processes that serve no HTTP (Celery workers).",
-)
-CRM_OTEL_METRICS_PORT = define(
-    "CRM_OTEL_METRICS_PORT",
-    "9464",
-    "Standalone metrics port of the Celery worker's main process; 0 turns it off.",
-)
-CRM_OTEL_METRICS_LABEL_CAP = define(
-    "CRM_OTEL_METRICS_LABEL_CAP",
-    "100",
-    "Distinct values kept per open-ended label (workflow, action_type, type, task), in each "
-    "process and across the server's processes; later values become `other` and are counted.",
-)
-CRM_OTEL_METRICS_REDIS_POLL_SECONDS = define(
-    "CRM_OTEL_METRICS_REDIS_POLL_SECONDS",
-    "5",
-    "How often Redis is asked for `INFO stats` (evictions) and queue lengths (LLEN).",
-)
-CRM_OTEL_TENANTS_TOP_N = define(
-    "CRM_OTEL_TENANTS_TOP_N",
-    "20",
-    "Orgs named in the `tenant_*` cost families (the busiest by request plus task time, "
-    "1 to 1000); the rest are summed as `other`. Each process tracks ten times as many "
-    "(at least 100) exactly.",
-)
-
-CRM_OTEL_METRICS_EXEMPLARS = define(
-    "CRM_OTEL_METRICS_EXEMPLARS",
-    "true",
-    "Attach trace-id exemplars of kept traces to the latency histograms, served when the "
-    "scraper accepts OpenMetrics; `false` records none and always serves Prometheus text.",
+from crm_otel._env import EnvReader, Slot
+from crm_otel._variables import (
+    CRM_OTEL_METRICS_DIR,
+    CRM_OTEL_METRICS_ENABLED,
+    CRM_OTEL_METRICS_EXEMPLARS,
+    CRM_OTEL_METRICS_HOST,
+    CRM_OTEL_METRICS_LABEL_CAP,
+    CRM_OTEL_METRICS_PATH,
+    CRM_OTEL_METRICS_PORT,
+    CRM_OTEL_METRICS_REDIS_POLL_SECONDS,
+    CRM_OTEL_METRICS_TOKEN,
+    CRM_OTEL_METRICS_WRITE_INTERVAL_MS,
+    CRM_OTEL_TENANTS_TOP_N,
 )
 
 
@@ -127,4 +75,5 @@ def default_directory() -> str:
     return os.path.join(tempfile.gettempdir(), f"crm-otel-metrics-{user}-{project}")
 
 
-register_settings(lambda reader: MetricsSettings.from_env(reader.environ, reader=reader))
+ACTIVE: Slot[MetricsSettings] = Slot(MetricsSettings.from_env)
+"""The metrics settings in effect in this process."""

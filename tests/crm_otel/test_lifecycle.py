@@ -56,7 +56,7 @@ def test_sigterm_writes_the_metrics_state_first(tmp_path: Path) -> None:
         from crm_otel.metrics import _runtime
 
         metrics.setup_metrics(Resource.create({}), {}, os.environ)
-        install_sigterm_flush()
+        install_sigterm_flush(metrics.flush_state)
         time.sleep(0.3)  # past the first periodic write
         labels = {"method": "GET", "path": "/x/", "status": "200"}
         _runtime.current().instruments.http_requests.add(3, labels)

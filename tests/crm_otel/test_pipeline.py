@@ -36,7 +36,7 @@ def test_development_pipeline_keeps_everything() -> None:
 def test_bsp_variables_keep_their_meaning_for_the_export_queue() -> None:
     """`OTEL_BSP_SCHEDULE_DELAY` and `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` set the tail's export."""
     environ = {"OTEL_BSP_SCHEDULE_DELAY": "250", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "64"}
-    _, export_processor = span_pipeline(Settings.from_env({}), environ)
+    _, export_processor = span_pipeline(Settings.from_env(environ))
     processor = export_processor(InMemorySpanExporter())
     try:
         assert isinstance(processor, TailSamplingProcessor)
@@ -53,9 +53,7 @@ def test_bad_bsp_value_falls_back_to_the_sdk_default() -> None:
     handler.emit = records.append  # type: ignore[method-assign]
     internal_logger.addHandler(handler)
     try:
-        _, export_processor = span_pipeline(
-            Settings.from_env({}), {"OTEL_BSP_SCHEDULE_DELAY": "soon"}
-        )
+        _, export_processor = span_pipeline(Settings.from_env({"OTEL_BSP_SCHEDULE_DELAY": "soon"}))
     finally:
         internal_logger.removeHandler(handler)
     processor = export_processor(InMemorySpanExporter())
@@ -77,7 +75,7 @@ def test_tail_sampling_off_exports_the_baseline_only() -> None:
     from opentelemetry.trace import Status, StatusCode
 
     settings = Settings.from_env({"CRM_OTEL_TAIL_SAMPLING": "false"})
-    sampler, export_processor = span_pipeline(settings, {})
+    sampler, export_processor = span_pipeline(settings)
     exporter = InMemorySpanExporter()
     processor = export_processor(exporter)
     assert not isinstance(processor, TailSamplingProcessor)

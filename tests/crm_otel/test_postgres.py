@@ -12,12 +12,8 @@ import pytest
 
 from crm_otel import _postgres
 from crm_otel._log import internal_logger
-from crm_otel._postgres import (
-    disabled_instrumentations,
-    first_in_server,
-    is_instrumented,
-    uncovered_warning,
-)
+from crm_otel._postgres import disabled_instrumentations, is_instrumented, uncovered_warning
+from crm_otel.metrics import first_in_server
 
 
 @pytest.mark.parametrize(
@@ -95,7 +91,7 @@ def test_said_once_at_the_first_postgresql_connection(warnings: list[str]) -> No
     """The first PostgreSQL connection decides; later ones and other vendors say nothing."""
     from django.db.backends.signals import connection_created
 
-    _postgres.watch_connections()
+    _postgres.watch_connections(first_in_server)
     sqlite = types.SimpleNamespace(vendor="sqlite", Database=types.ModuleType("sqlite3"))
     postgres = types.SimpleNamespace(vendor="postgresql", Database=types.ModuleType("psycopg"))
     connection_created.send(sender=None, connection=sqlite)
