@@ -15,6 +15,7 @@ from crm_otel._env import EnvReader, define
 from crm_otel._export_health import ReportingSpanExporter
 from crm_otel._log import internal_logger
 from crm_otel._settings import Settings
+from crm_otel.logs import redacting_span_exporter
 from crm_otel.metrics import decision_listener, tenant_span_exporter
 from sampling import ConsistentBaselineSampler, TailSamplingProcessor, TraceRelay
 
@@ -41,7 +42,7 @@ def span_pipeline(
     each exporter sits behind a tail processor that keeps whole traces by the policy.
     Its self-metrics go to the global meter provider, which `setup_metrics` installed.
     `OTEL_BSP_SCHEDULE_DELAY` and `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` keep their SDK meaning
-    for the tail processor's export queue.
+    for the tail processor's export queue. Exporters get redacted copies of the spans.
     """
     environ = os.environ if environ is None else environ
     _route_sampling_logs()
@@ -55,7 +56,7 @@ def span_pipeline(
         # processor exports the sampled baseline only.
         def batch_processor(exporter: SpanExporter) -> SpanProcessor:
             return BatchSpanProcessor(
-                tenant_span_exporter(ReportingSpanExporter(exporter)),
+                _redacting(exporter),
                 schedule_delay_millis=schedule_delay,
                 max_export_batch_size=batch_size,
             )
@@ -65,7 +66,7 @@ def span_pipeline(
     def export_processor(exporter: SpanExporter) -> SpanProcessor:
         # Exemplars name only traces this processor keeps: it tells them its decisions.
         return TailSamplingProcessor(
-            tenant_span_exporter(ReportingSpanExporter(exporter)),
+            _redacting(exporter),
             policy,
             meter_provider=get_meter_provider(),
             schedule_delay_millis=schedule_delay,
@@ -75,6 +76,11 @@ def span_pipeline(
         )
 
     return sampler, export_processor
+
+
+def _redacting(exporter: SpanExporter) -> SpanExporter:
+    # Redacted copies first: the tenant counts and the exporter see what leaves the process.
+    return redacting_span_exporter(tenant_span_exporter(ReportingSpanExporter(exporter)))
 
 
 def _relay(settings: Settings) -> TraceRelay | None:
