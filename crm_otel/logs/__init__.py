@@ -1,9 +1,11 @@
 """Logs: JSON lines with the design's fields, bridged to the OpenTelemetry logs SDK.
 
 Under `opentelemetry-instrument` everything is zero-code: `setup_logging` puts the JSON
-handlers on the root logger and keeps them there, the access-log middleware is inserted
-by crm-otel's Django glue, `span_processors` adds workflow execution events, and
-`redacting_span_exporter` puts redaction in front of every span exporter. See the
+handlers on the root logger (and, unless `CRM_OTEL_LOG_OWN_CONSOLE=false`, keeps them
+there), the access-log middleware is inserted by crm-otel's Django glue,
+`span_processors` adds workflow execution events, and `redacting_span_exporter` puts
+redaction in front of every span exporter. Apps that configure logging themselves use
+`django_logging()` or the handler and formatter classes in their `LOGGING`. See the
 README's Logs section.
 """
 
@@ -18,6 +20,7 @@ from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from crm_otel import _sdk
+from crm_otel._env import EnvReader as _EnvReader
 from crm_otel._export_health import reporting_log_exporter
 from crm_otel.logs import _state
 from crm_otel.logs._access import ACCESS_LOGGER, AccessLogMiddleware
@@ -28,6 +31,7 @@ from crm_otel.logs._handlers import RotatingFileHandler, StdoutHandler, django_l
 from crm_otel.logs._handlers import install as _install
 from crm_otel.logs._processors import WORKFLOW_LOGGER, WorkflowLogProcessor
 from crm_otel.logs._redact import REDACTED, Redactor
+from crm_otel.logs._settings import CRM_OTEL_LOG_OWN_CONSOLE as _OWN_CONSOLE
 from crm_otel.logs._settings import LogSettings
 from crm_otel.logs._tasks import TaskValuesFilter, TaskValuesSpanProcessor
 
@@ -35,7 +39,10 @@ from crm_otel.logs._tasks import TaskValuesFilter, TaskValuesSpanProcessor
 def setup_logging(
     resource: Resource, exporters: dict[str, Any], environ: Mapping[str, str]
 ) -> None:
-    """Install the JSON handlers and, when exporters are configured, the OTel logs bridge."""
+    """Install the JSON handlers and, when exporters are configured, the OTel logs bridge.
+
+    No logger's level or handlers change except crm-otel's own, unless the console piece
+    (`CRM_OTEL_LOG_OWN_CONSOLE`, on by default) applies the console rule."""
     service = resource.attributes.get("service.name")
     if not isinstance(service, str) or service.startswith("unknown_service"):
         service = None
@@ -46,7 +53,8 @@ def setup_logging(
         reporting = {name: reporting_log_exporter(cls) for name, cls in exporters.items()}
         _sdk.init_logging(reporting, resource)
         bridge = OtelLogHandler()
-    _install(settings, bridge)
+    own_console = settings.json and _EnvReader(environ).boolean(_OWN_CONSOLE)
+    _install(settings, bridge, own_console)
 
 
 def span_processors() -> list[SpanProcessor]:

@@ -48,6 +48,7 @@ _MAX_VALUES = 64
 _MAX_TASKS = 1024
 _MAX_DEPTH = 3  # [args, kwargs], their items, and one level inside those
 _VALUES_ATTR = "_crm_otel_task_values"
+_DONE_ATTR = "_crm_otel_task_values_done"
 
 _values: dict[str, tuple[str, ...]] = {}
 _span_values: weakref.WeakKeyDictionary[ReadableSpan, tuple[str, ...]] = weakref.WeakKeyDictionary()
@@ -169,6 +170,9 @@ class TaskValuesFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.__dict__.get(_DONE_ATTR):  # a second filter (install and `LOGGING`)
+            return True
+        record.__dict__[_DONE_ATTR] = True
         try:
             self._rewrite(record)
         except Exception:  # a record Celery shaped differently: hide it, never break logging
