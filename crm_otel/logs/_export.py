@@ -74,8 +74,8 @@ def _bounded_list(items: Sequence[Any], dropped: int) -> BoundedList[Any]:
 
 def redacted(span: ReadableSpan, redactor: Redactor) -> ReadableSpan:
     """`span` itself when it holds nothing to redact, else a redacted copy of it."""
-    values = _tasks.span_values(span)
     attributes = span.attributes or {}
+    values = _tasks.span_values(span) if "celery.task_name" in attributes else None
     changes = _changes(attributes, redactor, values)
     copied = False
     events: list[Event] = []
