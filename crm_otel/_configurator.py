@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from crm_otel import _sdk, _settings, logs, metrics
 from crm_otel._distro import is_helper_process
@@ -76,6 +77,11 @@ def build_resource(settings: Settings, auto_instrumentation_version: str | None 
     return Resource.create(attributes)
 
 
+def _redacted_and_counted(exporter: SpanExporter) -> SpanExporter:
+    # Redacted copies first: the counts by org and the exporter see what leaves the process.
+    return logs.redacting_span_exporter(metrics.tenant_span_exporter(exporter))
+
+
 def configure(environ: Mapping[str, str], auto_instrumentation_version: str | None = None) -> None:
     """Install the tracer, meter and logger providers for this process.
 
@@ -99,7 +105,7 @@ def configure(environ: Mapping[str, str], auto_instrumentation_version: str | No
     logs.setup_logging(resource, log_exporters, every.logs)
     sampler, export_processor = span_pipeline(
         settings,
-        wrap_exporter=metrics.tenant_span_exporter,
+        wrap_exporter=_redacted_and_counted,
         decision_listener=metrics.decision_listener,
     )
     _sdk.init_tracing(

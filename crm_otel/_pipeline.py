@@ -40,8 +40,9 @@ def span_pipeline(
     Its self-metrics go to the global meter provider, which `setup_metrics` installed.
     `OTEL_BSP_SCHEDULE_DELAY` and `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` keep their SDK meaning
     for the tail processor's export queue. `wrap_exporter` goes around each exporter
-    (the metrics' count of kept spans by org); `decision_listener()` gives what hears
-    each tail processor's decisions (the metrics' exemplars), asked as the processor is built.
+    (redacted copies, then the metrics' count of kept spans by org); `decision_listener()`
+    gives what hears each tail processor's decisions (the metrics' exemplars), asked as the
+    processor is built.
     """
     _route_sampling_logs()
     policy = settings.sampling

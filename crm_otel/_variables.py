@@ -143,8 +143,9 @@ CRM_OTEL_LOG_JSON = define(
 CRM_OTEL_LOG_LEVEL = define(
     "CRM_OTEL_LOG_LEVEL",
     "INFO",
-    "Level of the root logger set at startup: DEBUG, INFO, WARNING, ERROR or CRITICAL. "
-    "A `root` level in the app's own `LOGGING` wins.",
+    "Least severe level crm-otel's handlers write: DEBUG, INFO, WARNING, ERROR or CRITICAL; "
+    "also the level of crm-otel's own loggers (`crm.access`, `workflow`) unless the app sets "
+    "theirs. No other logger's level is changed: the app's levels decide what is logged.",
 )
 CRM_OTEL_LOG_FILE = define(
     "CRM_OTEL_LOG_FILE",
@@ -176,6 +177,15 @@ CRM_OTEL_CELERY_LOG_ARGS_TASKS = define(
     "Comma-separated Celery task names (`leads.tasks.score_new_lead`) whose arguments and "
     "return value may appear in Celery's task log lines and exception texts; every other "
     "task's are written as `[REDACTED]`.",
+)
+CRM_OTEL_LOG_OWN_CONSOLE = define(
+    "CRM_OTEL_LOG_OWN_CONSOLE",
+    "true",
+    "With JSON logs on, keep crm-otel's handlers on the root logger after every "
+    "`dictConfig`/`fileConfig`/`basicConfig` and Celery logging setup, and print each "
+    "record once as JSON (the app's console handlers detached or given the JSON "
+    "formatter); `false` patches nothing: put crm-otel's handlers in your `LOGGING` "
+    "(`crm_otel.logs.django_logging()`).",
 )
 
 # Metrics (`crm_otel.metrics`).

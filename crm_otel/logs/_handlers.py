@@ -1,12 +1,20 @@
-"""crm-otel's handlers on the root logger, kept there whatever the app's logging config does.
+"""crm-otel's log handlers, the Django `LOGGING` helper, and the zero-code console piece.
 
-The console rule: crm-otel owns the process's console logs, so each record is printed
-once, as JSON, on stdout. After every `dictConfig`/`fileConfig`/`basicConfig` (Django's
-`LOGGING`, Celery's worker setup) crm-otel re-attaches its handlers to the root logger;
-a console handler of the app's (a `StreamHandler` on stdout or stderr) on a logger whose
-records reach the root is detached; one on a logger that stops propagation (Django's
-`django.server`) stays and gets the JSON formatter. Celery's `celery.task` logger is made
-to propagate. File, mail, syslog and other handlers stay, with a redacting filter added.
+Installing JSON logging adds crm-otel's handlers to the root logger and sets the level of
+crm-otel's own loggers (`crm.access`, `workflow`) when the app has not; it changes no
+other logger's level or handlers, the root's included: loggers the app leaves quiet stay
+quiet.
+
+The console piece (`CRM_OTEL_LOG_OWN_CONSOLE`, on by default, for apps that change no
+code) is the one place crm-otel touches the app's logging: after every
+`dictConfig`/`fileConfig`/`basicConfig` (Django's `LOGGING`, Celery's worker setup) it puts
+crm-otel's handlers back on the root logger; a console handler of the app's (a
+`StreamHandler` on stdout or stderr) on a logger whose records reach the root is
+detached; one on a logger that stops propagation (Django's `django.server`) stays and
+gets the JSON formatter. Celery's `celery.task` logger is made to propagate. File, mail,
+syslog and other handlers stay, with a redacting filter added. It never changes a level.
+Turned off, nothing is patched and no Celery logging signal is connected: the app puts
+crm-otel's handlers in its own `LOGGING` (`django_logging()`).
 """
 
 from __future__ import annotations
@@ -107,11 +115,17 @@ class Installation:
     formatter: JsonFormatter | None
     wrapped: dict[str, Callable[..., Any]] = field(default_factory=dict)
     celery_receivers: list[Any] = field(default_factory=list)
+    leveled: list[logging.Logger] = field(default_factory=list)
+    """crm-otel's own loggers whose level `install` set (the app had set none)."""
     console_detached: int = 0
     """App console handlers detached because their records reach crm-otel's root handler."""
 
 
 _installed: Installation | None = None
+
+OWN_LOGGERS: tuple[str, ...] = ("crm.access", "workflow")
+"""crm-otel's own loggers (access lines, workflow events), set to `CRM_OTEL_LOG_LEVEL`
+when the app has not given them a level."""
 
 
 def installed() -> Installation | None:
@@ -119,21 +133,30 @@ def installed() -> Installation | None:
     return _installed
 
 
-def install(settings: LogSettings, bridge: logging.Handler | None) -> Installation:
-    """Attach the JSON handlers (and `bridge`) to the root logger and keep them there."""
+def install(
+    settings: LogSettings, bridge: logging.Handler | None, own_console: bool = True
+) -> Installation:
+    """Attach the JSON handlers (and `bridge`) to the root logger; with `own_console`, also
+    keep them there and apply the console rule after every logging configuration.
+
+    With JSON off and no bridge, nothing is installed and nothing is patched.
+    """
     uninstall()
     global _installed
     handlers: list[logging.Handler] = []
     formatter: JsonFormatter | None = None
     if settings.json:
-        stdout = StdoutHandler()
+        stdout = StdoutHandler(settings.level)
         formatter = stdout.formatter  # type: ignore[assignment]
         handlers.append(stdout)
         if settings.file:
             try:
                 handlers.append(
                     RotatingFileHandler(
-                        settings.file, settings.file_max_bytes, settings.file_backups
+                        settings.file,
+                        settings.file_max_bytes,
+                        settings.file_backups,
+                        level=settings.level,
                     )
                 )
             except OSError as exc:
@@ -143,25 +166,36 @@ def install(settings: LogSettings, bridge: logging.Handler | None) -> Installati
                     exc,
                 )
     if bridge is not None:
+        if settings.json:  # with JSON off, the bridge sees what the app's levels let through
+            bridge.setLevel(settings.level)
         handlers.append(bridge)
     installation = Installation(settings, handlers, formatter)
+    # Task values are noted for spans too, whatever happens to logging.
+    installation.celery_receivers = _connect_celery(logging_signals=False)
+    _installed = installation
+    if not handlers:
+        return installation
     root = logging.getLogger()
-    if settings.json:  # with JSON off, the root logger's level stays the app's business
-        root.setLevel(settings.level)
     for handler in handlers:
         root.addHandler(handler)
-    for module, name in (
-        (logging.config, "dictConfig"),
-        (logging.config, "fileConfig"),
-        (logging, "basicConfig"),
-    ):
-        original = getattr(module, name)
-        installation.wrapped[name] = original
-        setattr(module, name, _after(original, reconcile))
-    installation.celery_receivers = _connect_celery()
+    if settings.json:
+        for name in OWN_LOGGERS:
+            logger = logging.getLogger(name)
+            if logger.level == logging.NOTSET:
+                logger.setLevel(settings.level)
+                installation.leveled.append(logger)
     _tasks.install_filters()
-    _installed = installation
-    reconcile()
+    if own_console:
+        for module, name in (
+            (logging.config, "dictConfig"),
+            (logging.config, "fileConfig"),
+            (logging, "basicConfig"),
+        ):
+            original = getattr(module, name)
+            installation.wrapped[name] = original
+            setattr(module, name, _after(original, reconcile))
+        installation.celery_receivers += _connect_celery(logging_signals=True)
+        reconcile()
     return installation
 
 
@@ -180,6 +214,9 @@ def uninstall() -> None:
         setattr(logging.config if name != "basicConfig" else logging, name, original)
     for signal, receiver in installation.celery_receivers:
         signal.disconnect(receiver)
+    for logger in installation.leveled:
+        if logger.level == installation.settings.level:
+            logger.setLevel(logging.NOTSET)
     _tasks.remove_filters()
 
 
@@ -194,7 +231,9 @@ def _after(function: Callable[..., Any], then: Callable[[], None]) -> Callable[.
     return configure
 
 
-def _connect_celery() -> list[Any]:
+def _connect_celery(*, logging_signals: bool) -> list[Any]:
+    """Connect to Celery's `task_prerun` (task values), or with `logging_signals` to its
+    logging setup signals (the console piece)."""
     try:
         from celery import signals
     except ImportError:
@@ -224,12 +263,16 @@ def _connect_celery() -> list[Any]:
         _tasks.remember(task_id, getattr(task, "name", None), args, kwargs)
 
     # Not `setup_logging`: connecting to it would stop Celery configuring logging at all.
+    receivers: tuple[tuple[Any, Callable[..., None]], ...] = (
+        (
+            (signals.after_setup_logger, after_setup_logger),
+            (signals.after_setup_task_logger, after_setup_task_logger),
+        )
+        if logging_signals
+        else ((signals.task_prerun, task_prerun),)
+    )
     connected: list[Any] = []
-    for signal, receiver in (
-        (signals.after_setup_logger, after_setup_logger),
-        (signals.after_setup_task_logger, after_setup_task_logger),
-        (signals.task_prerun, task_prerun),
-    ):
+    for signal, receiver in receivers:
         signal.connect(receiver, weak=False)
         connected.append((signal, receiver))
     return connected
@@ -269,6 +312,7 @@ def reconcile() -> None:
     if installation.formatter is None:
         return
     ours = set(installation.handlers)
+    bridged = any(type(h).__name__ == "OtelLogHandler" for h in installation.handlers)
     files = {
         os.path.abspath(h.baseFilename)
         for h in installation.handlers
@@ -291,12 +335,15 @@ def reconcile() -> None:
                 continue
             if _is_console(handler):
                 handler.setFormatter(installation.formatter)
-            if (
-                logger is root
-                and isinstance(handler, RotatingFileHandler)
-                and os.path.abspath(handler.baseFilename) in files
+            if logger is root and (
+                (
+                    isinstance(handler, RotatingFileHandler)
+                    and os.path.abspath(handler.baseFilename) in files
+                )
+                or (bridged and type(handler).__name__ == "OtelLogHandler")
             ):
-                # The same file configured twice (the LOGGING helper and CRM_OTEL_LOG_FILE).
+                # The same file or bridge configured twice (the LOGGING helper and
+                # CRM_OTEL_LOG_FILE / OTEL_LOGS_EXPORTER): every line would be doubled.
                 logger.removeHandler(handler)
                 handler.close()
                 continue
@@ -311,15 +358,21 @@ def django_logging(
     file: str | None = None,
     max_bytes: int | None = None,
     backups: int | None = None,
+    otel: bool | None = None,
 ) -> dict[str, Any]:
     """A Django `LOGGING` dict: JSON on stdout and, when `file` is given, a rotating file.
 
-    Defaults come from `CRM_OTEL_LOG_LEVEL`, `CRM_OTEL_LOG_FILE`, `..._MAX_BYTES` and
-    `..._BACKUPS`. Existing loggers stay enabled; `django.server`'s lines go to the root.
+    `level` is the root logger's (this is the app's own configuration); defaults come from
+    `CRM_OTEL_LOG_LEVEL`, `CRM_OTEL_LOG_FILE`, `..._MAX_BYTES` and `..._BACKUPS`. `otel`
+    adds the OpenTelemetry logs bridge (by default when `OTEL_LOGS_EXPORTER` names an
+    exporter). Existing loggers stay enabled; `django.server`'s lines go to the root;
+    Celery's task lines lose the task's values.
     """
     settings = LogSettings.from_env(os.environ)
     file = file if file is not None else settings.file
     root_level = level or logging.getLevelName(settings.level)
+    if otel is None:
+        otel = os.environ.get("OTEL_LOGS_EXPORTER", "").strip().lower() not in ("", "none")
     handlers: dict[str, dict[str, Any]] = {
         "crm_otel_stdout": {"()": "crm_otel.logs.StdoutHandler"},
     }
@@ -330,12 +383,17 @@ def django_logging(
             "maxBytes": max_bytes if max_bytes is not None else settings.file_max_bytes,
             "backupCount": backups if backups is not None else settings.file_backups,
         }
+    if otel:
+        handlers["crm_otel_otlp"] = {"()": "crm_otel.logs.OtelLogHandler"}
+    task_values = {"filters": ["crm_otel_task_values"]}
     return {
         "version": 1,
         "disable_existing_loggers": False,
+        "filters": {"crm_otel_task_values": {"()": "crm_otel.logs.TaskValuesFilter"}},
         "handlers": handlers,
         "root": {"handlers": list(handlers), "level": root_level},
         "loggers": {
             "django.server": {"handlers": [], "level": "INFO", "propagate": True},
+            **{name: dict(task_values) for name in _tasks.TASK_LOGGERS},
         },
     }

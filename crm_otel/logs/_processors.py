@@ -1,90 +1,22 @@
-"""Span processors of the logs subsystem: attribute redaction and workflow execution events."""
+"""The span processor of workflow execution events."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import StatusCode
 
 from crm_otel.logs import _state
 from crm_otel.logs._formatter import SPAN_CONTEXT_ATTR
-from crm_otel.logs._redact import REDACTED, Redactor
 from semconv import attributes, spans
 
 WORKFLOW_LOGGER = "workflow"
 """The logger of workflow execution events (the design's `workflow` logger)."""
 
 workflow_logger = logging.getLogger(WORKFLOW_LOGGER)
-
-
-# Attributes holding free text a secret can hide in: a URL or its query string
-# (`http.target`, `url.full`, `url.query`: `?api_key=...`) and a recorded exception's
-# message and stack trace (`exception.message`: "login failed password=..."). Their
-# `key=value` / `key: value` pairs under sensitive keys are redacted.
-_TEXT_KEY_SUFFIXES = ("url", "target", "query", "uri", "message", "stacktrace")
-
-
-def _redacted_values(store: dict[str, Any], redactor: Redactor) -> dict[str, Any]:
-    changes: dict[str, Any] = {}
-    for key, value in store.items():
-        if redactor.is_sensitive(key):
-            changes[key] = REDACTED
-        elif (
-            isinstance(value, str)
-            and ("=" in value or ":" in value)
-            and key.endswith(_TEXT_KEY_SUFFIXES)
-        ):
-            redacted = redactor.text(value)
-            if redacted != value:
-                changes[key] = redacted
-    return changes
-
-
-def _redact_in_place(bounded: Any, redactor: Redactor) -> int:
-    """Redact an ended span's `BoundedAttributes` in place; return how many values changed.
-
-    Ended, the container refuses `__setitem__`, so the values are replaced in its dict
-    under its own lock: no copy is made unless a value changes, key order is kept, and
-    every processor after this one (and the exporter) sees the same redacted object.
-    """
-    store = getattr(bounded, "_dict", None)
-    if not isinstance(bounded, BoundedAttributes) or not isinstance(store, dict):
-        return 0
-    changes = _redacted_values(store, redactor)
-    if not changes:
-        return 0
-    with bounded._lock:
-        store.update(changes)
-    return len(changes)
-
-
-class RedactingSpanProcessor(SpanProcessor):
-    """Rewrites the values of sensitive span and event attributes to `[REDACTED]` at span end.
-
-    Must come before the export processor (crm-otel's configurator puts it there).
-    Stateless apart from a counter, so it takes no lock.
-    """
-
-    def __init__(self, redactor: Redactor) -> None:
-        self.redactor = redactor
-        self.redacted = 0
-        """Attribute values redacted so far (approximate under threads: a plain counter)."""
-
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        return None
-
-    def on_end(self, span: ReadableSpan) -> None:
-        count = _redact_in_place(span._attributes, self.redactor)
-        for event in span.events:
-            count += _redact_in_place(getattr(event, "_attributes", None), self.redactor)
-        for link in span.links:
-            count += _redact_in_place(getattr(link, "_attributes", None), self.redactor)
-        if count:
-            self.redacted += count
 
 
 class WorkflowLogProcessor(SpanProcessor):

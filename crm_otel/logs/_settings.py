@@ -15,6 +15,7 @@ from crm_otel._variables import (
     CRM_OTEL_LOG_FILE_MAX_BYTES,
     CRM_OTEL_LOG_JSON,
     CRM_OTEL_LOG_LEVEL,
+    CRM_OTEL_LOG_OWN_CONSOLE,
     CRM_OTEL_REDACT_KEYS,
 )
 
@@ -37,6 +38,8 @@ class LogSettings:
     file_backups: int
     redact_keys: tuple[str, ...]
     celery_log_args_tasks: frozenset[str] = frozenset()
+    own_console: bool = True
+    """Keep crm-otel's handlers through the app's logging setup (the console piece)."""
 
     @classmethod
     def from_env(
@@ -67,6 +70,7 @@ class LogSettings:
                 for name in env.text(CRM_OTEL_CELERY_LOG_ARGS_TASKS).split(",")
                 if name.strip()
             ),
+            own_console=env.boolean(CRM_OTEL_LOG_OWN_CONSOLE),
         )
 
 

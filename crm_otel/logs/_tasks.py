@@ -7,7 +7,8 @@ sign-in code inside a formatted string, so crm-otel rewrites those records befor
 handler sees them: arguments and return value are replaced by `[REDACTED]` in the message
 and dropped from `data`; the task's name, id, state and runtime stay. The values a task
 was called with are also replaced wherever they appear literally in its exception message
-and stack trace, in the log line and in the task span's exception event and status.
+and stack trace, in the log line and in the exported copy of the task span's exception
+event and status.
 Tasks named in `CRM_OTEL_CELERY_LOG_ARGS_TASKS` are left as Celery logs them.
 """
 
@@ -16,12 +17,12 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.trace import Status
 
 from crm_otel.logs import _state
 from crm_otel.logs._redact import REDACTED
@@ -36,15 +37,22 @@ HIDDEN_SPAN_ATTRIBUTES: tuple[str, ...] = ("celery.args", "celery.kwargs")
 """Span attributes some Celery instrumentations record with the task's arguments."""
 
 _TEXT_FIELDS = ("exc", "traceback")
-_SPAN_TEXT_ATTRIBUTES = ("celery.retry.reason", "exception.message", "exception.stacktrace")
+SPAN_TEXT_ATTRIBUTES: tuple[str, ...] = (
+    "celery.retry.reason",
+    "exception.message",
+    "exception.stacktrace",
+)
+"""Span and event attributes the values are blanked out of."""
 _MIN_LENGTH = 4  # shorter values ("1", "yes") would blank out unrelated text
 _MAX_VALUES = 64
 _MAX_TASKS = 1024
 _MAX_DEPTH = 3  # [args, kwargs], their items, and one level inside those
 _VALUES_ATTR = "_crm_otel_task_values"
+_DONE_ATTR = "_crm_otel_task_values_done"
 
 _values: dict[str, tuple[str, ...]] = {}
-# Guards `_values`; nothing is called out while holding it.
+_span_values: weakref.WeakKeyDictionary[ReadableSpan, tuple[str, ...]] = weakref.WeakKeyDictionary()
+# Guards `_values` and `_span_values`; nothing is called out while holding it.
 _lock = threading.Lock()
 
 
@@ -162,6 +170,9 @@ class TaskValuesFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.__dict__.get(_DONE_ATTR):  # a second filter (install and `LOGGING`)
+            return True
+        record.__dict__[_DONE_ATTR] = True
         try:
             self._rewrite(record)
         except Exception:  # a record Celery shaped differently: hide it, never break logging
@@ -207,27 +218,14 @@ def remove_filters() -> None:
             logger.removeFilter(found)
 
 
-def _replace_in(bounded: Any, keys: tuple[str, ...], values: tuple[str, ...]) -> None:
-    store = getattr(bounded, "_dict", None)
-    if not isinstance(store, dict):
-        return
-    changes = {
-        key: blank(store[key], values) for key in keys if values and isinstance(store.get(key), str)
-    }
-    hidden = [key for key in HIDDEN_SPAN_ATTRIBUTES if key in store]
-    if not hidden and not any(changes[k] != store[k] for k in changes):
-        return
-    with bounded._lock:  # an ended span's attributes refuse `__setitem__`
-        store.update(changes)
-        for key in hidden:
-            del store[key]
-
-
 class TaskValuesSpanProcessor(SpanProcessor):
-    """Blanks a task's values out of its span: exception events, status, retry reason.
+    """Notes, when a Celery task's span ends, the values its exporter copy must not show.
 
-    Also drops argument attributes (`celery.args`, `celery.kwargs`) should an
-    instrumentation record them. Must come before the export processor. Stateless.
+    The span is left as it is; `RedactingSpanExporter` hands the exporter a copy without
+    the argument attributes (`celery.args`, `celery.kwargs`, should an instrumentation
+    record them) and with the values blanked out of the exception events, the status and
+    the retry reason. Must come before the export processor. Keeps one entry per span
+    still on its way to the exporter (weakly: dropped spans take theirs with them).
     """
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
@@ -238,12 +236,14 @@ class TaskValuesSpanProcessor(SpanProcessor):
         name = attributes.get("celery.task_name")
         if name is None or name in logged_tasks():
             return
+        # Read now: the values are forgotten once the task has run, before the export.
         values = values_of(attributes.get("messaging.message.id"))
-        _replace_in(span._attributes, _SPAN_TEXT_ATTRIBUTES, values)
-        if not values:
-            return
-        for event in span.events:
-            _replace_in(getattr(event, "_attributes", None), _SPAN_TEXT_ATTRIBUTES, values)
-        status = span.status
-        if status.description:
-            span._status = Status(status.status_code, blank(status.description, values))
+        with _lock:
+            _span_values[span] = values
+
+
+def span_values(span: ReadableSpan) -> tuple[str, ...] | None:
+    """The values to blank out of `span`'s export copy (maybe none), or None when it is not
+    the span of a task whose values are hidden."""
+    with _lock:
+        return _span_values.get(span)

@@ -155,6 +155,25 @@ def test_logs_end_to_end(crm: None, receiver: OtlpReceiver, tmp_path: Path) -> N
     assert _one(file_lines, logger="crm.access", correlation_id="req-logs-1") == access
 
 
+def test_a_logger_the_app_leaves_quiet_stays_quiet(crm: None, receiver: OtlpReceiver) -> None:
+    """A library logger with no level of its own, under the root's default WARNING (the
+    example CRM's `LOGGING` turns up only `crm`), writes no INFO line under crm-otel; its
+    WARNING in the same request is written, as JSON with the request's trace (positive
+    control)."""
+    with running(start_web(crm_env(receiver))) as web:
+        offset = len(web.output())
+        headers = {"X-Correlation-ID": "req-sheet"}
+        assert get(web.url + "/api/v1/leads/7/sheet/", headers=headers)[0] == 200
+        server = server_span(receiver, "req-sheet")
+        lines = _lines_after(web, offset)
+    warning = _one(lines, logger="pdfgen.progress", correlation_id="req-sheet")
+    assert warning["level"] == "WARNING" and warning["message"] == "lead 7: image too wide, cropped"
+    assert warning["trace_id"] == server["trace_id"]
+    assert _one(lines, logger="crm.access", correlation_id="req-sheet")["status_code"] == 200
+    assert [x["message"] for x in lines if x["logger"] == "pdfgen.progress"] == [warning["message"]]
+    assert "Step 1 - Fetching" not in web.output()
+
+
 def test_hostile_correlation_ids_are_not_echoed(crm: None, receiver: OtlpReceiver) -> None:
     """A correlation id with a line break, 10 KB or quotes is replaced by a UUID4 in the
     response and in the logs, and every line stays one valid JSON object."""

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Status, StatusCode
 
 from crm_otel._log import internal_logger
 from crm_otel._pipeline import span_pipeline
@@ -115,3 +117,27 @@ def test_hold_variables_set_the_relay_and_zero_turns_it_off() -> None:
             assert processor._relay is None
         finally:
             processor.shutdown()
+
+
+def test_every_exporter_gets_redacted_copies_and_tail_decisions_see_the_span() -> None:
+    """With the tail processor and with the SDK's batch processor, the exporter receives
+    sensitive values redacted, while the span itself keeps them; an error span is still
+    kept by the tail decision."""
+    for environ in (
+        {"CRM_OTEL_ENVIRONMENT": "production", "CRM_OTEL_SAMPLING_RATIO": "0"},
+        {"CRM_OTEL_TAIL_SAMPLING": "false", "CRM_OTEL_ENVIRONMENT": "development"},
+    ):
+        exporter = InMemorySpanExporter()
+        _, export_processor = span_pipeline(Settings.from_env(environ), {})
+        processor = export_processor(exporter)
+        provider = TracerProvider()
+        provider.add_span_processor(processor)
+        with provider.get_tracer("t").start_as_current_span(
+            "login", attributes={"user.password": "hunter2"}
+        ) as span:
+            span.set_status(Status(StatusCode.ERROR))
+        provider.force_flush()
+        provider.shutdown()
+        [exported] = exporter.get_finished_spans()
+        assert dict(exported.attributes or {}) == {"user.password": "[REDACTED]"}, environ
+        assert dict(span.attributes or {}) == {"user.password": "hunter2"}  # type: ignore[attr-defined]

@@ -133,3 +133,11 @@ else:
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# The app's own log levels (crm-otel changes none): its `crm.*` loggers write INFO; every
+# other logger keeps Python's default, WARNING from the root.
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "loggers": {"crm": {"level": "INFO"}},
+}

@@ -11,6 +11,7 @@ urlpatterns = [
     path("api/v1/search/", views.search),
     path("api/v1/slow/", views.slow),
     path("api/v1/leads/<int:pk>/sync/", views.sync),
+    path("api/v1/leads/<int:pk>/sheet/", views.lead_sheet),
     path("api/v1/boom/", views.boom),
     path("api/v1/login/", views.login),
     path("api/v1/signin/", views.signin),

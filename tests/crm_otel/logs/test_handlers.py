@@ -25,7 +25,7 @@ def _lines(text: str) -> list[dict[str, Any]]:
 def test_setup_installs_json_on_stdout(capsys: pytest.CaptureFixture[str]) -> None:
     """After setup a record reaches stdout as one JSON line; the resource names the service."""
     setup_logging(RESOURCE, {}, {"CRM_OTEL_ENVIRONMENT": "staging"})
-    logging.getLogger("crm.leads").info("lead created")
+    logging.getLogger("crm.leads").warning("lead created")
     out = capsys.readouterr()
     [line] = _lines(out.out)
     assert line["message"] == "lead created"
@@ -34,21 +34,125 @@ def test_setup_installs_json_on_stdout(capsys: pytest.CaptureFixture[str]) -> No
 
 
 def test_level_from_the_environment(capsys: pytest.CaptureFixture[str]) -> None:
-    """`CRM_OTEL_LOG_LEVEL` sets the root level; a bad value falls back to INFO."""
+    """`CRM_OTEL_LOG_LEVEL` is the least severe level crm-otel writes and the level of its
+    own loggers; the root's level stays the app's; a bad value falls back to INFO."""
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG)  # the app's choice
     setup_logging(RESOURCE, {}, {"CRM_OTEL_LOG_LEVEL": "warning"})
     logging.getLogger("crm").info("hidden")
     logging.getLogger("crm").warning("shown")
     assert [r["message"] for r in _lines(capsys.readouterr().out)] == ["shown"]
+    assert root.level == logging.DEBUG
+    assert logging.getLogger("crm.access").level == logging.WARNING
     setup_logging(RESOURCE, {}, {"CRM_OTEL_LOG_LEVEL": "chatty"})
-    assert logging.getLogger().level == logging.INFO
+    assert root.level == logging.DEBUG
+    assert logging.getLogger("crm.access").level == logging.INFO
+    [stdout] = [h for h in root.handlers if isinstance(h, StdoutHandler)]
+    assert stdout.level == logging.INFO
 
 
-def test_json_off_installs_nothing(capsys: pytest.CaptureFixture[str]) -> None:
-    """`CRM_OTEL_LOG_JSON=false` leaves the app's logging alone."""
-    root = logging.getLogger()
-    before = list(root.handlers)
+def _loggers() -> dict[str, tuple[int, list[logging.Handler], bool, list[Any]]]:
+    every = [logging.getLogger()] + [
+        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
+    return {lg.name: (lg.level, list(lg.handlers), lg.propagate, list(lg.filters)) for lg in every}
+
+
+def _quiet_app_loggers() -> tuple[logging.Logger, logging.Logger]:
+    """weasyprint's shape: a package logger at WARNING with a NullHandler, its `progress`
+    child at no level; and an app logger at no level under the root at WARNING."""
+    logging.getLogger().setLevel(logging.WARNING)
+    package = logging.getLogger("pdfkit_like")
+    package.setLevel(logging.WARNING)
+    package.addHandler(logging.NullHandler())
+    return logging.getLogger("pdfkit_like.progress"), logging.getLogger("quiet_app.reports")
+
+
+def test_installing_json_logging_changes_no_level_and_quiet_loggers_stay_quiet(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Zero-code setup changes no logger's level, the root's included (only crm-otel's
+    own loggers get one): an INFO of a logger the app leaves quiet is not written, while a
+    WARNING of the same logger is (positive control)."""
+    progress, reports = _quiet_app_loggers()
+    before = _loggers()
+    setup_logging(RESOURCE, {}, {})
+    after = _loggers()
+    changed = {name for name in before if before[name][0] != after[name][0]}
+    assert changed <= {"crm.access", "workflow"}, changed
+    assert logging.getLogger().level == logging.WARNING
+    for logger in (progress, reports):
+        logger.info("Step 1 - Fetching")
+        logger.warning("page too large")
+    lines = _lines(capsys.readouterr().out)
+    assert [(x["logger"], x["message"]) for x in lines] == [
+        ("pdfkit_like.progress", "page too large"),
+        ("quiet_app.reports", "page too large"),
+    ]
+
+
+def test_without_the_console_piece_nothing_but_crm_otels_handlers_changes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """With `CRM_OTEL_LOG_OWN_CONSOLE=false`, JSON logging adds its handlers to the root
+    and patches nothing: no logging config function, no Celery logging signal, and every
+    other logger keeps its level, handlers (an app console handler included) and filters."""
+    from celery import signals
+
+    _quiet_app_loggers()
+    app_console = logging.StreamHandler()
+    logging.getLogger("crm").addHandler(app_console)
+    functions = (logging.config.dictConfig, logging.config.fileConfig, logging.basicConfig)
+    receivers = (
+        list(signals.after_setup_logger.receivers),
+        list(signals.after_setup_task_logger.receivers),
+    )
+    before = _loggers()
+    setup_logging(RESOURCE, {}, {"CRM_OTEL_LOG_OWN_CONSOLE": "false"})
+    after = _loggers()
+    root_added = [h for h in after["root"][1] if h not in before["root"][1]]
+    assert [type(h) for h in root_added] == [StdoutHandler]
+    own = {"root", "crm.access", "workflow", "celery.app.trace", "celery.worker.strategy"}
+    assert {name: after[name] for name in before if name not in own} == {
+        name: value for name, value in before.items() if name not in own
+    }
+    assert logging.getLogger("crm").handlers == [app_console]
+    assert (logging.config.dictConfig, logging.config.fileConfig, logging.basicConfig) == (
+        functions
+    )
+    assert receivers == (
+        list(signals.after_setup_logger.receivers),
+        list(signals.after_setup_task_logger.receivers),
+    )
+    logging.getLogger("crm").warning("once")
+    assert [r["message"] for r in _lines(capsys.readouterr().out)] == ["once"]
+
+
+def test_json_off_leaves_logging_and_celery_logging_signals_untouched() -> None:
+    """`CRM_OTEL_LOG_JSON=false` (no OTel bridge) changes no logger at all, patches no
+    logging config function and connects no Celery logging signal."""
+    from celery import signals
+
+    _quiet_app_loggers()
+    functions = (logging.config.dictConfig, logging.config.fileConfig, logging.basicConfig)
+    receivers = (
+        list(signals.after_setup_logger.receivers),
+        list(signals.after_setup_task_logger.receivers),
+    )
+    before = _loggers()
     setup_logging(RESOURCE, {}, {"CRM_OTEL_LOG_JSON": "false"})
-    assert root.handlers == before
+    assert _loggers() == before
+    assert (logging.config.dictConfig, logging.config.fileConfig, logging.basicConfig) == (
+        functions
+    )
+    assert receivers == (
+        list(signals.after_setup_logger.receivers),
+        list(signals.after_setup_task_logger.receivers),
+    )
+    # Positive control: the default setup does patch and connect, in this same run.
+    setup_logging(RESOURCE, {}, {})
+    assert logging.config.dictConfig is not functions[0]
+    assert len(signals.after_setup_logger.receivers) == len(receivers[0]) + 1
 
 
 APP_LOGGING: dict[str, Any] = {
@@ -133,6 +237,7 @@ def test_rotating_file_with_a_small_size(
     }
     setup_logging(RESOURCE, {}, environ)
     logger = logging.getLogger("crm.rotation")
+    logger.setLevel(logging.INFO)  # the app's level: crm-otel sets none
     for index in range(100):
         logger.info("line %03d", index, extra={"password": "hunter2"})
     for handler in logging.getLogger().handlers:
@@ -157,7 +262,7 @@ def test_unwritable_file_falls_back_to_stdout(
     blocker = tmp_path / "file"
     blocker.write_text("")
     setup_logging(RESOURCE, {}, {"CRM_OTEL_LOG_FILE": str(blocker / "app.log")})
-    logging.getLogger("crm").info("still logging")
+    logging.getLogger("crm").warning("still logging")
     out = capsys.readouterr()
     assert [r["message"] for r in _lines(out.out)] == ["still logging"]
     assert "CRM_OTEL_LOG_FILE" in caplog.text and "cannot be written" in caplog.text
@@ -202,6 +307,7 @@ def test_pid_in_the_file_name_gives_each_forked_process_its_own_file(
 
     setup_logging(RESOURCE, {}, {"CRM_OTEL_LOG_FILE": str(tmp_path / "app-{pid}.log")})
     logger = logging.getLogger("crm")
+    logger.setLevel(logging.INFO)  # the app's level: crm-otel sets none
     logger.info("parent before fork")
     child = os.fork()
     if child == 0:  # the child: log, then leave without running pytest's teardown

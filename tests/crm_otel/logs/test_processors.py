@@ -1,4 +1,5 @@
-"""Span processors: attribute redaction before export, and workflow execution events."""
+"""Spans redacted on their way to the exporter (never changed once ended), and workflow
+execution events."""
 
 from __future__ import annotations
 
@@ -7,18 +8,19 @@ from typing import Any
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import Status, StatusCode
+from opentelemetry.trace import Link, Status, StatusCode
 
 from crm_otel import TracingInstrumentation
 from crm_otel._context import correlation_id_var
 from crm_otel.logs import (
     REDACTED,
     WORKFLOW_LOGGER,
-    RedactingSpanProcessor,
+    RedactingSpanExporter,
     Redactor,
+    redacting_span_exporter,
     span_processors,
 )
 from semconv import attributes, spans
@@ -29,7 +31,7 @@ def _provider() -> tuple[TracerProvider, InMemorySpanExporter]:
     provider = TracerProvider()
     for processor in span_processors():
         provider.add_span_processor(processor)
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    provider.add_span_processor(SimpleSpanProcessor(redacting_span_exporter(exporter)))
     return provider, exporter
 
 
@@ -65,18 +67,74 @@ def test_sensitive_span_attributes_are_redacted_before_export() -> None:
 
 
 def test_spans_without_secrets_are_left_as_they_are() -> None:
-    """A span with no sensitive key keeps its very attributes object, and nothing is counted."""
-    processor = RedactingSpanProcessor(Redactor())
+    """A span with no sensitive value is exported as it is, not copied."""
     exporter = InMemorySpanExporter()
+    redacting = RedactingSpanExporter(exporter, Redactor())
     provider = TracerProvider()
-    provider.add_span_processor(processor)
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    with provider.get_tracer("test").start_as_current_span("plain", attributes={"a": 1}) as span:
-        live_attributes = span._attributes  # type: ignore[attr-defined]
+    provider.add_span_processor(SimpleSpanProcessor(redacting))
+    with provider.get_tracer("test").start_as_current_span("plain", attributes={"a": 1}):
+        pass
     [exported] = exporter.get_finished_spans()
-    assert exported._attributes is live_attributes
     assert dict(exported.attributes or {}) == {"a": 1}
-    assert processor.redacted == 0
+    assert redacting.copied == 0
+
+
+class _Keep(SpanProcessor):
+    """Keeps the very span objects the SDK hands to processors at span end."""
+
+    def __init__(self) -> None:
+        self.ended: list[ReadableSpan] = []
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.ended.append(span)
+
+
+def test_an_ended_span_is_never_changed_only_its_export_copy_is_redacted() -> None:
+    """After export, the span the processors saw still holds its recorded values (span,
+    event and link attributes, limits' drop counts); the exported copy is redacted."""
+    exporter = InMemorySpanExporter()
+    keep = _Keep()
+    provider = TracerProvider(span_limits=SpanLimits(max_span_attributes=3))
+    for processor in span_processors():
+        provider.add_span_processor(processor)
+    provider.add_span_processor(keep)
+    provider.add_span_processor(SimpleSpanProcessor(redacting_span_exporter(exporter)))
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span("linked") as other:
+        pass
+    link = Link(other.get_span_context(), {"session_id": "s-1"})
+    with tracer.start_as_current_span(
+        "GET /login",
+        links=[link],
+        attributes={"n": 1, "user.password": "hunter2", "http.target": "/x?token=t0k"},
+    ) as span:
+        span.add_event("login", {"api_key": "k-1", "user": "ada"})
+        span.set_attribute("m", 2)  # the 4th: the limit drops the oldest ("n")
+    ended = keep.ended[-1]
+    assert dict(ended.attributes or {}) == {
+        "user.password": "hunter2",
+        "http.target": "/x?token=t0k",
+        "m": 2,
+    }
+    assert dict(span.attributes or {}) == dict(ended.attributes or {})  # type: ignore[attr-defined]
+    assert dict(ended.events[0].attributes or {}) == {"api_key": "k-1", "user": "ada"}
+    assert dict(ended.links[0].attributes or {}) == {"session_id": "s-1"}
+    exported = exporter.get_finished_spans()[-1]
+    assert exported is not ended
+    assert dict(exported.attributes or {}) == {
+        "user.password": REDACTED,
+        "http.target": f"/x?token={REDACTED}",
+        "m": 2,
+    }
+    assert dict(exported.events[0].attributes or {}) == {"api_key": REDACTED, "user": "ada"}
+    assert dict(exported.links[0].attributes or {}) == {"session_id": REDACTED}
+    assert exported.dropped_attributes == ended.dropped_attributes == 1
+    assert (exported.context, exported.parent, exported.status, exported.end_time) == (
+        ended.context,
+        ended.parent,
+        ended.status,
+        ended.end_time,
+    )
 
 
 def _workflow(fail: bool) -> None:
@@ -160,10 +218,14 @@ def test_secrets_in_exception_messages_are_redacted(
     span_exporter: InMemorySpanExporter, records: list[logging.LogRecord]
 ) -> None:
     """A secret in the message of an exception leaving a workflow reaches neither the
-    workflow line nor the span's exception event."""
+    workflow line nor the exported span's exception event."""
     provider = trace.get_tracer_provider()
     for processor in span_processors():
         provider.add_span_processor(processor)  # type: ignore[attr-defined]
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(  # type: ignore[attr-defined]
+        SimpleSpanProcessor(redacting_span_exporter(exporter))
+    )
     with (
         pytest.raises(ConnectionError),
         TracingInstrumentation.create_span(spans.WORKFLOW_EXECUTE, {"workflow.id": "w9"}),
@@ -172,7 +234,7 @@ def test_secrets_in_exception_messages_are_redacted(
     [record] = [r for r in records if r.name == WORKFLOW_LOGGER]
     message = record.exception_message  # type: ignore[attr-defined]
     assert "hunter2" not in message and "abc" not in message and REDACTED in message
-    [exported] = span_exporter.get_finished_spans()
+    [exported] = exporter.get_finished_spans()
     event = dict(exported.events[0].attributes or {})
     assert "hunter2" not in str(event["exception.message"])
     assert "hunter2" not in str(event["exception.stacktrace"])
