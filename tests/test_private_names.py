@@ -19,12 +19,6 @@ THIRD_PARTY = re.compile(
 KNOWN = {
     # Django documents the Model `_meta` API as public despite the underscore.
     ("crm_otel._identity", "_meta"),
-    # The logs write their redactions into spans' containers after the spans end; these
-    # go when redaction stops touching ended spans.
-    ("crm_otel.logs._processors", "_attributes"),
-    ("crm_otel.logs._processors", "_dict"),
-    ("crm_otel.logs._tasks", "_attributes"),
-    ("crm_otel.logs._tasks", "_dict"),
 }
 """(module, name) uses outside the seams that are known and accounted for."""
 

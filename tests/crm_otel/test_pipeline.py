@@ -8,6 +8,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
 
+from crm_otel._configurator import _redacted_and_counted as redacted_and_counted
 from crm_otel._log import internal_logger
 from crm_otel._pipeline import span_pipeline
 from crm_otel._settings import Settings
@@ -120,15 +121,17 @@ def test_hold_variables_set_the_relay_and_zero_turns_it_off() -> None:
 
 
 def test_every_exporter_gets_redacted_copies_and_tail_decisions_see_the_span() -> None:
-    """With the tail processor and with the SDK's batch processor, the exporter receives
-    sensitive values redacted, while the span itself keeps them; an error span is still
-    kept by the tail decision."""
+    """With the configurator's wrapping, the tail processor and the SDK's batch processor
+    both hand the exporter sensitive values redacted, while the span itself keeps them; an
+    error span is still kept by the tail decision."""
     for environ in (
         {"CRM_OTEL_ENVIRONMENT": "production", "CRM_OTEL_SAMPLING_RATIO": "0"},
         {"CRM_OTEL_TAIL_SAMPLING": "false", "CRM_OTEL_ENVIRONMENT": "development"},
     ):
         exporter = InMemorySpanExporter()
-        _, export_processor = span_pipeline(Settings.from_env(environ), {})
+        _, export_processor = span_pipeline(
+            Settings.from_env(environ), wrap_exporter=redacted_and_counted
+        )
         processor = export_processor(exporter)
         provider = TracerProvider()
         provider.add_span_processor(processor)
