@@ -24,13 +24,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from sampling._buffer import KEPT, Reason, TraceBuffer, has_error
 from sampling._policy import SamplingPolicy
 from sampling._relay import TraceRelay
-from semconv.metrics import (
-    create_sampling_forced_decisions,
-    create_sampling_late_spans,
-    create_sampling_spans_buffered,
-    create_sampling_spans_dropped,
-    create_sampling_traces,
-)
+from semconv import metrics as semconv_metrics
 
 _logger = logging.getLogger(__name__)
 
@@ -306,15 +300,18 @@ class TailSamplingProcessor(SpanProcessor):
     def _register_metrics(self, meter_provider: MeterProvider) -> None:
         meter = meter_provider.get_meter("sampling")
         # Callbacks hold the processor weakly: the meter provider must not keep it alive.
-        create_sampling_traces(meter, [_weak(self, TailSamplingProcessor._observe_traces)])
-        create_sampling_spans_buffered(
+        m = semconv_metrics
+        m.SAMPLING_TRACES.create(meter, [_weak(self, TailSamplingProcessor._observe_traces)])
+        m.SAMPLING_SPANS_BUFFERED.create(
             meter, [_weak(self, TailSamplingProcessor._observe_buffered)]
         )
-        create_sampling_forced_decisions(
+        m.SAMPLING_FORCED_DECISIONS.create(
             meter, [_weak(self, TailSamplingProcessor._observe_forced)]
         )
-        create_sampling_late_spans(meter, [_weak(self, TailSamplingProcessor._observe_late)])
-        create_sampling_spans_dropped(meter, [_weak(self, TailSamplingProcessor._observe_dropped)])
+        m.SAMPLING_LATE_SPANS.create(meter, [_weak(self, TailSamplingProcessor._observe_late)])
+        m.SAMPLING_SPANS_DROPPED.create(
+            meter, [_weak(self, TailSamplingProcessor._observe_dropped)]
+        )
 
     def _observe_traces(self) -> list[Observation]:
         with self._lock:
