@@ -11,11 +11,9 @@ the export recovers. Dropped spans, log records and metric points are also count
 from __future__ import annotations
 
 import logging
-import os
 import re
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +23,7 @@ from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult,
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from crm_otel._fork import register_at_fork
 from crm_otel._log import internal_logger
 
 SIGNALS = ("traces", "logs", "metrics")
@@ -159,16 +158,7 @@ class ExportHealth:
 HEALTH = ExportHealth()
 """This process's export health."""
 
-
-def _reset_in_child(ref: weakref.ReferenceType[ExportHealth]) -> None:
-    health = ref()
-    if health is not None:
-        health.reset()
-
-
-if hasattr(os, "register_at_fork"):
-    _ref = weakref.ref(HEALTH)
-    os.register_at_fork(after_in_child=lambda: _reset_in_child(_ref))
+register_at_fork(after_in_child=HEALTH.reset)
 
 
 class _QuietExporterRecords(logging.Filter):

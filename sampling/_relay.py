@@ -30,6 +30,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
 from sampling._buffer import Reason
+from sampling._fork import register_at_fork
 from semconv import metrics as semconv_metrics
 from semconv.attributes import SAMPLING_UPSTREAM_RELEASED
 
@@ -140,15 +141,7 @@ class TraceRelay:
         """Start the relay's thread; kept spans go to `export` (it takes the processor's lock)."""
         self._export = export
         self._start()
-        if hasattr(os, "register_at_fork"):
-            weak_start = weakref.WeakMethod(self._after_fork)
-
-            def _after_in_child() -> None:
-                start = weak_start()
-                if start is not None:
-                    start()
-
-            os.register_at_fork(after_in_child=_after_in_child)
+        register_at_fork(after_in_child=self._after_fork)
 
     def _after_fork(self) -> None:
         # A child drops what its parent held: the parent exchanges for those itself.

@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from sampling._buffer import KEPT, Reason, TraceBuffer, has_error
+from sampling._fork import register_at_fork
 from sampling._policy import SamplingPolicy
 from sampling._relay import TraceRelay
 from semconv import metrics as semconv_metrics
@@ -83,15 +84,7 @@ class TailSamplingProcessor(SpanProcessor):
         self._start()
         if relay is not None:
             relay.bind(self._export_relayed)
-        if hasattr(os, "register_at_fork"):
-            weak_reinit = weakref.WeakMethod(self._start)
-
-            def _after_in_child() -> None:
-                reinit = weak_reinit()
-                if reinit is not None:
-                    reinit()
-
-            os.register_at_fork(after_in_child=_after_in_child)
+        register_at_fork(after_in_child=self._start)
         self._register_metrics(meter_provider or get_meter_provider())
 
     def _start(self) -> None:

@@ -17,12 +17,12 @@ import logging.config
 import logging.handlers
 import os
 import sys
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from crm_otel import _usage
+from crm_otel._fork import register_at_fork
 from crm_otel._log import internal_logger
 from crm_otel.logs import _tasks
 from crm_otel.logs._formatter import JsonFormatter, RedactingFilter
@@ -76,8 +76,7 @@ class RotatingFileHandler(logging.handlers.RotatingFileHandler):
         self.setLevel(level)
         self.setFormatter(JsonFormatter())
         if self._template is not None:
-            reopen = weakref.WeakMethod(self._reopen_in_child)
-            os.register_at_fork(after_in_child=lambda: _call(reopen))
+            register_at_fork(after_in_child=self._reopen_in_child)
 
     def _path(self, filename: str) -> str:
         if self._template is None:
@@ -90,12 +89,6 @@ class RotatingFileHandler(logging.handlers.RotatingFileHandler):
         if stream is not None:
             stream.close()
         self.baseFilename = os.path.abspath(self._path(self.baseFilename))
-
-
-def _call(method: weakref.WeakMethod[Callable[[], None]]) -> None:
-    bound = method()
-    if bound is not None:
-        bound()
 
 
 @dataclass

@@ -7,9 +7,9 @@ import os
 import secrets
 import threading
 import time
-import weakref
 from typing import Any
 
+from crm_otel._fork import register_at_fork
 from crm_otel._log import internal_logger
 from crm_otel.metrics import _tenants
 from crm_otel.metrics._exemplars import ExemplarStore
@@ -64,13 +64,10 @@ class ProcessRecorder:
         self._failures = 0
         self._closed = False
         self._start_thread()
-        at_fork = weakref.WeakMethod(self._before_fork)
-        in_parent = weakref.WeakMethod(self._after_fork_in_parent)
-        in_child = weakref.WeakMethod(self._after_fork_in_child)
-        os.register_at_fork(
-            before=lambda: _call(at_fork),
-            after_in_parent=lambda: _call(in_parent),
-            after_in_child=lambda: _call(in_child),
+        register_at_fork(
+            before=self._before_fork,
+            after_in_parent=self._after_fork_in_parent,
+            after_in_child=self._after_fork_in_child,
         )
         atexit.register(self.flush)
 
@@ -175,9 +172,3 @@ class ProcessRecorder:
         self._failures = 0
         self._start_incarnation()
         self._start_thread()
-
-
-def _call(method: weakref.WeakMethod[Any]) -> None:
-    bound = method()
-    if bound is not None:
-        bound()
