@@ -20,7 +20,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import SpanContext, get_current_span
 
 from crm_otel._fork import register_at_fork
-from crm_otel.metrics._snapshot import Labels, labels_of
+from crm_otel.metrics._values import Labels, labels_of
 from sampling import Reason
 
 MAX_PENDING_TRACES = 1000

@@ -13,17 +13,10 @@ from crm_otel._fork import register_at_fork
 from crm_otel._log import internal_logger
 from crm_otel.metrics import _tenants
 from crm_otel.metrics._exemplars import ExemplarStore
-from crm_otel.metrics._snapshot import (
-    OBSERVED,
-    POLICY,
-    Families,
-    Merge,
-    ProcessState,
-    from_metrics_data,
-    subtract,
-    sum_into,
-)
+from crm_otel.metrics._from_sdk import from_metrics_data
+from crm_otel.metrics._merge import OBSERVED, POLICY, Merge, ProcessState
 from crm_otel.metrics._store import GroupStore, MergeResult, file_name
+from crm_otel.metrics._values import Families, subtract, sum_into
 
 _INHERITED = [n for n, p in POLICY.items() if p is not Merge.DERIVED and n not in OBSERVED]
 """Families whose SDK state a forked child inherits (synchronous instruments)."""

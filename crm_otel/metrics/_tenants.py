@@ -43,7 +43,7 @@ from crm_otel._usage import (
     org_label,
     usage_var,
 )
-from crm_otel.metrics._snapshot import Families, Labels
+from crm_otel.metrics._values import Families, Labels
 from semconv import metrics as semconv_metrics
 from semconv.metrics import OTHER, TENANT_NONE
 
