@@ -73,11 +73,6 @@ class ProcessRecorder:
     def file_name(self) -> str:
         return file_name(self._pid, self._token)
 
-    def snapshot(self) -> ProcessState:
-        """This process's state now, baseline subtracted."""
-        with self._lock:
-            return self._snapshot_locked()
-
     def _snapshot_locked(self) -> ProcessState:
         raw = from_metrics_data(self._reader.get_metrics_data())
         table = _tenants.table()
