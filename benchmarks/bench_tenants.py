@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from crm_otel import _usage
 from crm_otel.metrics import _tenants
-from crm_otel.metrics._snapshot import ProcessState, merge
+from crm_otel.metrics._merge import ProcessState, merge
 from crm_otel.metrics._tenant_ledger import Ledger, capacity_for, expose
 
 

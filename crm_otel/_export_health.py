@@ -11,11 +11,9 @@ the export recovers. Dropped spans, log records and metric points are also count
 from __future__ import annotations
 
 import logging
-import os
 import re
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +25,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from crm_otel import _sdk
 from crm_otel._log import internal_logger
+from sampling._fork import register_at_fork
 
 SIGNALS = ("traces", "logs", "metrics")
 ITEMS = {"traces": "spans", "logs": "log records", "metrics": "metric points"}
@@ -160,16 +159,7 @@ class ExportHealth:
 HEALTH = ExportHealth()
 """This process's export health."""
 
-
-def _reset_in_child(ref: weakref.ReferenceType[ExportHealth]) -> None:
-    health = ref()
-    if health is not None:
-        health.reset()
-
-
-if hasattr(os, "register_at_fork"):
-    _ref = weakref.ref(HEALTH)
-    os.register_at_fork(after_in_child=lambda: _reset_in_child(_ref))
+register_at_fork(after_in_child=HEALTH.reset)
 
 
 class _QuietExporterRecords(logging.Filter):

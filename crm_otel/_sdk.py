@@ -62,11 +62,6 @@ def init_tracing(
     )
 
 
-def init_metrics(exporters: dict[str, Any], resource: Resource) -> None:
-    """Create and install the global MeterProvider the SDK's default way."""
-    _conf._init_metrics(exporters_or_readers=exporters, resource=resource)
-
-
 def init_logging(exporters: dict[str, Any], resource: Resource) -> None:
     """Create and install the global LoggerProvider, without the SDK's deprecated handler."""
     _conf._init_logging(exporters, resource, setup_logging_handler=False)

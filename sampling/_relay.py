@@ -30,13 +30,9 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
 from sampling._buffer import Reason
+from sampling._fork import register_at_fork
+from semconv import metrics as semconv_metrics
 from semconv.attributes import SAMPLING_UPSTREAM_RELEASED
-from semconv.metrics import (
-    create_sampling_held_traces,
-    create_sampling_relay_errors,
-    create_sampling_spans_held,
-    create_sampling_upstream_released,
-)
 
 _logger = logging.getLogger(__name__)
 
@@ -145,15 +141,7 @@ class TraceRelay:
         """Start the relay's thread; kept spans go to `export` (it takes the processor's lock)."""
         self._export = export
         self._start()
-        if hasattr(os, "register_at_fork"):
-            weak_start = weakref.WeakMethod(self._after_fork)
-
-            def _after_in_child() -> None:
-                start = weak_start()
-                if start is not None:
-                    start()
-
-            os.register_at_fork(after_in_child=_after_in_child)
+        register_at_fork(after_in_child=self._after_fork)
 
     def _after_fork(self) -> None:
         # A child drops what its parent held: the parent exchanges for those itself.
@@ -315,10 +303,11 @@ class TraceRelay:
 
     def _register_metrics(self, meter_provider: MeterProvider) -> None:
         meter = meter_provider.get_meter("sampling")
-        create_sampling_held_traces(meter, [_weak(self, TraceRelay._observe_outcomes)])
-        create_sampling_spans_held(meter, [_weak(self, TraceRelay._observe_held)])
-        create_sampling_upstream_released(meter, [_weak(self, TraceRelay._observe_released)])
-        create_sampling_relay_errors(meter, [_weak(self, TraceRelay._observe_errors)])
+        m = semconv_metrics
+        m.SAMPLING_HELD_TRACES.create(meter, [_weak(self, TraceRelay._observe_outcomes)])
+        m.SAMPLING_SPANS_HELD.create(meter, [_weak(self, TraceRelay._observe_held)])
+        m.SAMPLING_UPSTREAM_RELEASED.create(meter, [_weak(self, TraceRelay._observe_released)])
+        m.SAMPLING_RELAY_ERRORS.create(meter, [_weak(self, TraceRelay._observe_errors)])
 
     def _observe_outcomes(self) -> list[Observation]:
         with self._lock:

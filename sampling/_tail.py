@@ -16,16 +16,11 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from sampling._buffer import KEPT, Reason, TraceBuffer, has_error
+from sampling._fork import register_at_fork
 from sampling._policy import SamplingPolicy
 from sampling._relay import TraceRelay
 from sampling._sdk import SUPPRESS_INSTRUMENTATION_KEY
-from semconv.metrics import (
-    create_sampling_forced_decisions,
-    create_sampling_late_spans,
-    create_sampling_spans_buffered,
-    create_sampling_spans_dropped,
-    create_sampling_traces,
-)
+from semconv import metrics as semconv_metrics
 
 _logger = logging.getLogger(__name__)
 
@@ -84,15 +79,7 @@ class TailSamplingProcessor(SpanProcessor):
         self._start()
         if relay is not None:
             relay.bind(self._export_relayed)
-        if hasattr(os, "register_at_fork"):
-            weak_reinit = weakref.WeakMethod(self._start)
-
-            def _after_in_child() -> None:
-                reinit = weak_reinit()
-                if reinit is not None:
-                    reinit()
-
-            os.register_at_fork(after_in_child=_after_in_child)
+        register_at_fork(after_in_child=self._start)
         self._register_metrics(meter_provider or get_meter_provider())
 
     def _start(self) -> None:
@@ -301,15 +288,18 @@ class TailSamplingProcessor(SpanProcessor):
     def _register_metrics(self, meter_provider: MeterProvider) -> None:
         meter = meter_provider.get_meter("sampling")
         # Callbacks hold the processor weakly: the meter provider must not keep it alive.
-        create_sampling_traces(meter, [_weak(self, TailSamplingProcessor._observe_traces)])
-        create_sampling_spans_buffered(
+        m = semconv_metrics
+        m.SAMPLING_TRACES.create(meter, [_weak(self, TailSamplingProcessor._observe_traces)])
+        m.SAMPLING_SPANS_BUFFERED.create(
             meter, [_weak(self, TailSamplingProcessor._observe_buffered)]
         )
-        create_sampling_forced_decisions(
+        m.SAMPLING_FORCED_DECISIONS.create(
             meter, [_weak(self, TailSamplingProcessor._observe_forced)]
         )
-        create_sampling_late_spans(meter, [_weak(self, TailSamplingProcessor._observe_late)])
-        create_sampling_spans_dropped(meter, [_weak(self, TailSamplingProcessor._observe_dropped)])
+        m.SAMPLING_LATE_SPANS.create(meter, [_weak(self, TailSamplingProcessor._observe_late)])
+        m.SAMPLING_SPANS_DROPPED.create(
+            meter, [_weak(self, TailSamplingProcessor._observe_dropped)]
+        )
 
     def _observe_traces(self) -> list[Observation]:
         with self._lock:

@@ -77,10 +77,6 @@ class OtelLogHandler(logging.Handler):
         # Guards the logger cache's growth; emitting itself takes no lock of ours.
         self._lock = threading.Lock()
         self._local = threading.local()
-        self.not_bridged = 0
-        """Records turned away to avoid a feedback loop (internal loggers, exporter threads)."""
-        self.loggers_capped = 0
-        """Records sent under the shared scope because the per-logger cache was full."""
 
     def _logger(self, name: str) -> Logger:
         logger = self._loggers.get(name)
@@ -89,7 +85,6 @@ class OtelLogHandler(logging.Handler):
         provider = self._provider or get_logger_provider()
         with self._lock:
             if len(self._loggers) >= _MAX_LOGGERS:
-                self.loggers_capped += 1
                 name = _OTHER_LOGGER
                 logger = self._loggers.get(name)
             if logger is None:
@@ -104,7 +99,6 @@ class OtelLogHandler(logging.Handler):
             or getattr(self._local, "emitting", False)
             or not is_instrumentation_enabled()
         ):
-            self.not_bridged += 1
             return
         self._local.emitting = True
         try:

@@ -25,7 +25,6 @@ import logging.config
 import logging.handlers
 import os
 import sys
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -35,6 +34,7 @@ from crm_otel._log import internal_logger
 from crm_otel.logs import _tasks
 from crm_otel.logs._formatter import JsonFormatter, RedactingFilter
 from crm_otel.logs._settings import LogSettings
+from sampling._fork import register_at_fork
 
 
 def _real_stdout() -> TextIO:
@@ -84,8 +84,7 @@ class RotatingFileHandler(logging.handlers.RotatingFileHandler):
         self.setLevel(level)
         self.setFormatter(JsonFormatter())
         if self._template is not None:
-            reopen = weakref.WeakMethod(self._reopen_in_child)
-            os.register_at_fork(after_in_child=lambda: _call(reopen))
+            register_at_fork(after_in_child=self._reopen_in_child)
 
     def _path(self, filename: str) -> str:
         if self._template is None:
@@ -98,12 +97,6 @@ class RotatingFileHandler(logging.handlers.RotatingFileHandler):
         if stream is not None:
             stream.close()
         self.baseFilename = os.path.abspath(self._path(self.baseFilename))
-
-
-def _call(method: weakref.WeakMethod[Callable[[], None]]) -> None:
-    bound = method()
-    if bound is not None:
-        bound()
 
 
 @dataclass

@@ -73,8 +73,6 @@ class Redactor:
         self._cache: dict[str, bool] = {}
         # Guards only the cache's size check; lookups are lock-free dict reads.
         self._lock = threading.Lock()
-        self.cache_full = 0
-        """Keys not cached because the cache was at its cap (they are still checked)."""
 
     def is_sensitive(self, key: str) -> bool:
         """Whether values under `key` must be redacted."""
@@ -84,10 +82,8 @@ class Redactor:
         normalised = _normalise(key)
         sensitive = any(fragment in normalised for fragment in self.fragments)
         with self._lock:
-            if len(self._cache) < _KEY_CACHE_SIZE:
+            if len(self._cache) < _KEY_CACHE_SIZE:  # past the cap, keys are checked every time
                 self._cache[key] = sensitive
-            else:
-                self.cache_full += 1
         return sensitive
 
     def value(self, value: Any, depth: int = 0) -> Any:

@@ -8,10 +8,8 @@ process's state file and are merged across processes at scrape time (one per buc
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-import weakref
 from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
@@ -21,8 +19,9 @@ from typing import Any, TypeAlias
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import SpanContext, get_current_span
 
-from crm_otel.metrics._snapshot import Labels, labels_of
+from crm_otel.metrics._values import Labels, labels_of
 from sampling import Reason
+from sampling._fork import register_at_fork
 
 MAX_PENDING_TRACES = 1000
 """Undecided traces holding candidates per process; beyond it the oldest one's go."""
@@ -77,15 +76,7 @@ class ExemplarStore:
         """Set once a tail sampler tells its decisions here; until then nothing is held
         (no trace exporter, or tail sampling off: no trace would ever be confirmed)."""
         self._reset()
-        if hasattr(os, "register_at_fork"):
-            reset = weakref.WeakMethod(self._reset)
-
-            def _after_in_child() -> None:
-                method = reset()
-                if method is not None:
-                    method()
-
-            os.register_at_fork(after_in_child=_after_in_child)
+        register_at_fork(after_in_child=self._reset)
 
     def _reset(self) -> None:
         """Fresh state (at creation, and in a forked child: the parent's are the parent's)."""

@@ -26,7 +26,8 @@ from prometheus_client.samples import Exemplar as Sample
 
 from crm_otel.metrics._exemplars import Exemplar, Key
 from crm_otel.metrics._instruments import buckets_for
-from crm_otel.metrics._snapshot import POLICY, Families, Histogram, Labels, Merge
+from crm_otel.metrics._merge import POLICY, Merge
+from crm_otel.metrics._values import Families, Histogram, Labels
 from sampling import Cap
 from semconv import metrics as semconv_metrics
 from semconv._definition import InstrumentKind, MetricDefinition

@@ -131,42 +131,39 @@ class Instruments:
 
     @classmethod
     def create(cls, meter: Any, label_cap: int, exemplars: Any = None) -> Instruments:
-        """Create the instruments on `meter` through the catalogue's factories; the latency
+        """Create the instruments on `meter` from their catalogue definitions; the latency
         histograms offer their measurements to `exemplars` (an `ExemplarStore`) when given."""
         m = semconv_metrics
 
-        def traced(definition: MetricDefinition, histogram: Any) -> ExemplarHistogram:
+        def traced(definition: MetricDefinition) -> ExemplarHistogram:
+            histogram = definition.create(meter)
             bounds = buckets_for(definition)
             return ExemplarHistogram(histogram, definition.prometheus_name, bounds, exemplars)
 
-        overflow = m.create_metrics_label_overflow(meter)
+        overflow = m.METRICS_LABEL_OVERFLOW.create(meter)
         return cls(
-            http_requests=m.create_http_requests(meter),
-            http_request_duration=traced(
-                m.HTTP_REQUEST_DURATION, m.create_http_request_duration(meter)
-            ),
-            http_errors=m.create_http_errors(meter),
-            workflow_runs=m.create_workflow_runs(meter),
-            workflow_duration=traced(m.WORKFLOW_DURATION, m.create_workflow_duration(meter)),
-            workflow_action_failures=m.create_workflow_action_failures(meter),
-            search_latency=m.create_search_query_latency(meter),
-            search_results=m.create_search_results(meter),
-            search_cache_lookups=m.create_search_cache_lookups(meter),
-            websocket_active=m.create_websocket_active_connections(meter),
-            websocket_messages=m.create_websocket_messages_sent(meter),
-            websocket_duration=m.create_websocket_connection_duration(meter),
-            lead_score_duration=m.create_lead_score_calculation_duration(meter),
-            lead_score_cache_lookups=m.create_lead_score_cache_lookups(meter),
-            lead_score_recalculations=m.create_lead_score_recalculations(meter),
-            db_connections=m.create_db_connections_active(meter),
-            db_query_duration=traced(m.DB_QUERY_DURATION, m.create_db_query_duration(meter)),
-            db_errors=m.create_db_errors(meter),
-            db_pool_exhausted=m.create_db_pool_exhausted(meter),
-            cache_operations=m.create_cache_operations(meter),
-            celery_tasks=m.create_celery_tasks(meter),
-            celery_task_duration=traced(
-                m.CELERY_TASK_DURATION, m.create_celery_task_duration(meter)
-            ),
+            http_requests=m.HTTP_REQUESTS.create(meter),
+            http_request_duration=traced(m.HTTP_REQUEST_DURATION),
+            http_errors=m.HTTP_ERRORS.create(meter),
+            workflow_runs=m.WORKFLOW_RUNS.create(meter),
+            workflow_duration=traced(m.WORKFLOW_DURATION),
+            workflow_action_failures=m.WORKFLOW_ACTION_FAILURES.create(meter),
+            search_latency=m.SEARCH_QUERY_LATENCY.create(meter),
+            search_results=m.SEARCH_RESULTS.create(meter),
+            search_cache_lookups=m.SEARCH_CACHE_LOOKUPS.create(meter),
+            websocket_active=m.WEBSOCKET_ACTIVE_CONNECTIONS.create(meter),
+            websocket_messages=m.WEBSOCKET_MESSAGES_SENT.create(meter),
+            websocket_duration=m.WEBSOCKET_CONNECTION_DURATION.create(meter),
+            lead_score_duration=m.LEAD_SCORE_CALCULATION_DURATION.create(meter),
+            lead_score_cache_lookups=m.LEAD_SCORE_CACHE_LOOKUPS.create(meter),
+            lead_score_recalculations=m.LEAD_SCORE_RECALCULATIONS.create(meter),
+            db_connections=m.DB_CONNECTIONS_ACTIVE.create(meter),
+            db_query_duration=traced(m.DB_QUERY_DURATION),
+            db_errors=m.DB_ERRORS.create(meter),
+            db_pool_exhausted=m.DB_POOL_EXHAUSTED.create(meter),
+            cache_operations=m.CACHE_OPERATIONS.create(meter),
+            celery_tasks=m.CELERY_TASKS.create(meter),
+            celery_task_duration=traced(m.CELERY_TASK_DURATION),
             label_overflow=overflow,
             workflow_label=BoundedLabel("workflow", label_cap, overflow),
             action_type_label=BoundedLabel("action_type", label_cap, overflow),

@@ -7,23 +7,16 @@ import os
 import secrets
 import threading
 import time
-import weakref
 from typing import Any
 
 from crm_otel._log import internal_logger
 from crm_otel.metrics import _tenants
 from crm_otel.metrics._exemplars import ExemplarStore
-from crm_otel.metrics._snapshot import (
-    OBSERVED,
-    POLICY,
-    Families,
-    Merge,
-    ProcessState,
-    from_metrics_data,
-    subtract,
-    sum_into,
-)
+from crm_otel.metrics._from_sdk import from_metrics_data
+from crm_otel.metrics._merge import OBSERVED, POLICY, Merge, ProcessState
 from crm_otel.metrics._store import GroupStore, MergeResult, file_name
+from crm_otel.metrics._values import Families, subtract, sum_into
+from sampling._fork import register_at_fork
 
 _INHERITED = [n for n, p in POLICY.items() if p is not Merge.DERIVED and n not in OBSERVED]
 """Families whose SDK state a forked child inherits (synchronous instruments)."""
@@ -64,13 +57,10 @@ class ProcessRecorder:
         self._failures = 0
         self._closed = False
         self._start_thread()
-        at_fork = weakref.WeakMethod(self._before_fork)
-        in_parent = weakref.WeakMethod(self._after_fork_in_parent)
-        in_child = weakref.WeakMethod(self._after_fork_in_child)
-        os.register_at_fork(
-            before=lambda: _call(at_fork),
-            after_in_parent=lambda: _call(in_parent),
-            after_in_child=lambda: _call(in_child),
+        register_at_fork(
+            before=self._before_fork,
+            after_in_parent=self._after_fork_in_parent,
+            after_in_child=self._after_fork_in_child,
         )
         atexit.register(self.flush)
 
@@ -82,11 +72,6 @@ class ProcessRecorder:
     @property
     def file_name(self) -> str:
         return file_name(self._pid, self._token)
-
-    def snapshot(self) -> ProcessState:
-        """This process's state now, baseline subtracted."""
-        with self._lock:
-            return self._snapshot_locked()
 
     def _snapshot_locked(self) -> ProcessState:
         raw = from_metrics_data(self._reader.get_metrics_data())
@@ -175,9 +160,3 @@ class ProcessRecorder:
         self._failures = 0
         self._start_incarnation()
         self._start_thread()
-
-
-def _call(method: weakref.WeakMethod[Any]) -> None:
-    bound = method()
-    if bound is not None:
-        bound()

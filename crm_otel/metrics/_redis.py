@@ -12,6 +12,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 
 from crm_otel._log import internal_logger
 from crm_otel.metrics import _cache_scope, _runtime
+from sampling._fork import register_at_fork
 from semconv.metrics import OTHER, CacheStatus
 
 OPERATIONS = frozenset(
@@ -122,7 +123,7 @@ class RedisPoller:
         self._lengths: dict[str, float] = {}
         self._failed = False
         self._wake = threading.Event()
-        os.register_at_fork(after_in_child=self._forget_queues)
+        register_at_fork(after_in_child=self._forget_queues)
 
     def _forget_queues(self) -> None:
         # Queue lengths are read by the worker's main process only, not by each child.

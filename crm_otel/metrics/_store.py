@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from crm_otel._log import internal_logger
 from crm_otel.metrics import _tenant_ledger
+from crm_otel.metrics._codec import families_from_json, families_to_json
 from crm_otel.metrics._exemplars import (
     Exemplar,
     Key,
@@ -29,15 +30,8 @@ from crm_otel.metrics._exemplars import (
     exemplars_to_json,
     merge_exemplars,
 )
-from crm_otel.metrics._snapshot import (
-    Families,
-    ProcessState,
-    absorb,
-    families_from_json,
-    families_to_json,
-    fold_open_labels,
-    merge,
-)
+from crm_otel.metrics._merge import ProcessState, absorb, fold_open_labels, merge
+from crm_otel.metrics._values import Families
 
 STALE_AFTER_S = 30.0
 """A file not rewritten for this long belongs to a process that is gone (or whose pid was

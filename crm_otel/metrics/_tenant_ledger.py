@@ -26,7 +26,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from crm_otel.metrics._snapshot import Families, Histogram, Labels, Value
+from crm_otel.metrics._values import Families, Histogram, Labels, Value
 from semconv.metrics import (
     OTHER,
     TENANT_FAMILIES,

@@ -14,9 +14,7 @@ attributed through a bounded map from trace id to org.
 
 from __future__ import annotations
 
-import os
 import threading
-import weakref
 from collections.abc import Sequence
 from contextvars import Token
 from typing import Any
@@ -44,7 +42,8 @@ from crm_otel._usage import (
     org_label,
     usage_var,
 )
-from crm_otel.metrics._snapshot import Families, Labels
+from crm_otel.metrics._values import Families, Labels
+from sampling._fork import register_at_fork
 from semconv import metrics as semconv_metrics
 from semconv.metrics import OTHER, TENANT_NONE
 
@@ -98,8 +97,7 @@ class TenantTable:
         self.capacity = capacity
         self._protected_cap = max(1, capacity // 2)
         self._reset()
-        at_fork = weakref.WeakMethod(self._reset)
-        os.register_at_fork(after_in_child=lambda: _call(at_fork))
+        register_at_fork(after_in_child=self._reset)
 
     def _reset(self) -> None:
         # A forked child starts empty: its parent's values stay in the parent's file.
@@ -328,9 +326,3 @@ def _attributes_size(attributes: Any) -> int:
         else:
             size += 8
     return size
-
-
-def _call(method: weakref.WeakMethod[Any]) -> None:
-    bound = method()
-    if bound is not None:
-        bound()

@@ -29,7 +29,7 @@ from tests.blackbox._harness import (
     start_web,
     start_worker,
 )
-from tests.semconv.test_metrics_catalogue import CONTRACT_FAMILIES
+from tests.semconv.test_metrics_catalogue import DESIGN_FAMILIES
 
 pytestmark = pytest.mark.blackbox
 
@@ -272,7 +272,7 @@ def test_every_contract_family_is_present(deployment: Deployment) -> None:
         for name in (*web, *worker)
     }
     missing = (
-        CONTRACT_FAMILIES | {"process_resident_memory_bytes", "process_cpu_seconds_total"}
+        DESIGN_FAMILIES | {"process_resident_memory_bytes", "process_cpu_seconds_total"}
     ) - present
     assert not missing, f"missing families: {sorted(missing)}"
 

@@ -19,8 +19,9 @@ from crm_otel.metrics import _exemplars, _runtime, decision_listener
 from crm_otel.metrics._exemplars import Exemplar, ExemplarStore, merge_exemplars, preferred
 from crm_otel.metrics._exposition import render_openmetrics, wants_openmetrics
 from crm_otel.metrics._instruments import MS_BUCKETS
-from crm_otel.metrics._snapshot import Histogram, ProcessState
+from crm_otel.metrics._merge import ProcessState
 from crm_otel.metrics._store import GroupStore
+from crm_otel.metrics._values import Histogram
 from sampling import ConsistentBaselineSampler, Reason, SamplingPolicy, TailSamplingProcessor
 from semconv.metrics import CATALOGUE
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client.parser import text_string_to_metric_families
 
 from crm_otel.metrics._exposition import derived_rates, render
-from crm_otel.metrics._snapshot import Histogram
+from crm_otel.metrics._values import Histogram
 from semconv import metrics
 
 GET = (("method", "GET"), ("path", "/api/v1/leads/<int:pk>/"), ("status", "200"))

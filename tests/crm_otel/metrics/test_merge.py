@@ -8,8 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from crm_otel.metrics._snapshot import Histogram, ProcessState, absorb, merge, subtract
+from crm_otel.metrics._merge import ProcessState, absorb, merge
 from crm_otel.metrics._store import STALE_AFTER_S, GroupStore, file_name, remove_old_groups
+from crm_otel.metrics._values import Histogram, subtract
 
 REQ = "http_requests_total"
 LAT = "http_request_duration_ms"

@@ -15,9 +15,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from crm_otel import _usage
 from crm_otel.metrics import _tenants
-from crm_otel.metrics._snapshot import Families, Labels, ProcessState, merge
+from crm_otel.metrics._merge import ProcessState, merge
 from crm_otel.metrics._store import GroupStore
 from crm_otel.metrics._tenant_ledger import Ledger, bound, expose
+from crm_otel.metrics._values import Families, Labels
 from semconv import metrics
 
 REQ = metrics.TENANT_REQUESTS.prometheus_name
