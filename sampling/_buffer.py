@@ -123,8 +123,9 @@ class TraceBuffer:
     """Holds the spans of undecided traces and decides them by `policy`.
 
     `release` receives the spans of each kept trace (and late spans of kept traces); it
-    must not block. `clock` (monotonic nanoseconds) times graces and ages; span times are
-    the SDK's `time.time_ns()`.
+    must not block. `clock` (monotonic nanoseconds) times graces and ages; `wall_clock`
+    (nanoseconds since the epoch, like the SDK's span times) tells how long a root still
+    open has run. Tests pass fixed clocks for both.
     """
 
     def __init__(
@@ -133,11 +134,14 @@ class TraceBuffer:
         release: Callable[[list[ReadableSpan]], None],
         clock: Callable[[], int] = time.monotonic_ns,
         divert: Callable[[int, bool, Reason, list[ReadableSpan]], bool] | None = None,
+        *,
+        wall_clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self._policy = policy
         self._divert = divert
         """Offered each decided trace first; True when it took the spans (the relay)."""
         self._clock = clock
+        self._wall_clock = wall_clock
         self._release = release
         self._slow_ns = int(policy.slow_threshold_ms * 1_000_000)
         self._grace_ns = int(policy.root_grace_ms * 1_000_000)
@@ -289,7 +293,7 @@ class TraceBuffer:
         if (
             trace.roots > 0
             and trace.root_start
-            and time.time_ns() - trace.root_start >= self._slow_ns
+            and self._wall_clock() - trace.root_start >= self._slow_ns
         ):
             return Reason.SLOW
         return None

@@ -203,17 +203,38 @@ def test_no_task_span_lost_with_max_tasks_per_child(crm: None, receiver: OtlpRec
 
 
 def test_broker_polling_makes_no_traces(crm: None, receiver: OtlpReceiver) -> None:
-    """An idle worker on a Redis broker exports no root spans of its own polling."""
-    with running(start_worker(crm_env(receiver, OTEL_BSP_SCHEDULE_DELAY="100"))) as worker:
+    """A worker on a Redis broker exports no root spans of its own polling, idle for seconds,
+    while the task a request sends it in the same run is exported."""
+    worker_env = crm_env(
+        receiver, OTEL_BSP_SCHEDULE_DELAY="100", OTEL_RESOURCE_ATTRIBUTES="crm.test.process=worker"
+    )
+    web_env = crm_env(receiver, OTEL_RESOURCE_ATTRIBUTES="crm.test.process=web")
+    with running(start_worker(worker_env)) as worker, running(start_web(web_env)) as web:
+        status, _, body = get(
+            web.url + "/api/v1/leads/",
+            data=json.dumps({"name": "Ada"}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        assert status == 201, body
+
+        def consumer_arrived(r: OtlpReceiver) -> list[dict]:
+            return [s for s in r.spans() if s["kind"] == CONSUMER]
+
+        receiver.wait_for(consumer_arrived)
         time.sleep(6)
         worker.stop()
+    worker_spans = [s for s in receiver.spans() if s["resource"]["crm.test.process"] == "worker"]
+    # Positive control: the worker's spans do reach the receiver.
+    assert [s["name"] for s in worker_spans if s["kind"] == CONSUMER] == [
+        "run/leads.tasks.score_new_lead"
+    ]
     polling = [
         s
-        for s in receiver.spans()
+        for s in worker_spans
         if not s["parent_span_id"] and s["name"].split()[0] in REDIS_COMMANDS
     ]
     assert polling == []
-    assert [s for s in receiver.spans() if not s["parent_span_id"]] == []
+    assert [s for s in worker_spans if not s["parent_span_id"]] == []
 
 
 def test_missing_settings_module_is_loud_and_settings_survive(
@@ -303,13 +324,31 @@ def test_metrics_scrapes_make_no_traces(crm: None, receiver: OtlpReceiver) -> No
 @pytest.mark.parametrize("exporter", ["console", "none"])
 def test_console_and_none_trace_exporters(crm: None, receiver: OtlpReceiver, exporter: str) -> None:
     """`OTEL_TRACES_EXPORTER=console` prints spans on stdout, `none` exports nothing; the
-    app serves either way and nothing reaches the OTLP endpoint."""
-    env = crm_env(receiver, OTEL_TRACES_EXPORTER=exporter, OTEL_BSP_SCHEDULE_DELAY="100")
+    app serves either way and no span reaches the OTLP endpoint, while the request's log
+    record, carrying its trace id, does reach it."""
+    env = crm_env(
+        receiver,
+        OTEL_TRACES_EXPORTER=exporter,
+        OTEL_BSP_SCHEDULE_DELAY="100",
+        OTEL_LOGS_EXPORTER="otlp",
+    )
     with running(start_web(env)) as web:
         assert get(web.url + "/api/v1/leads/", headers={"X-Correlation-ID": "exp-1"})[0] == 200
+
+        def access_record(r: OtlpReceiver) -> list[dict]:
+            return [
+                x
+                for x in r.log_records()
+                if x["attributes"].get("crm.correlation_id") == "exp-1"
+                and str(x["body"]).startswith("GET")
+            ]
+
+        [record] = receiver.wait_for(access_record)
         time.sleep(1.0)
         web.stop()
         output = web.output()
+    # Positive control: the request was traced, and this process exports to the receiver.
+    assert record["trace_id"] != "0" * 32
     printed = '"name": "GET api/v1/leads/"' in output
     assert printed is (exporter == "console")
     assert receiver.spans() == []

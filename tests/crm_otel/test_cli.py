@@ -41,6 +41,7 @@ def test_check_masks_secrets() -> None:
     out = io.StringIO()
     check({"OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer s3cr3t,x-team=crm"}, out)
     assert "s3cr3t" not in out.getvalue()
+    assert "authorization=***,x-team=***" in out.getvalue()  # the headers are shown, masked
     assert mask_headers("authorization=Bearer s3cr3t,x-team=crm") == "authorization=***,x-team=***"
 
 
@@ -60,5 +61,6 @@ def test_check_masks_credentials_in_endpoints() -> None:
     out = io.StringIO()
     check({"OTEL_EXPORTER_OTLP_ENDPOINT": "https://crm:t0ken@collector:4318"}, out)
     assert "t0ken" not in out.getvalue()
+    assert "https://crm:***@collector:4318" in out.getvalue()  # the endpoint is shown, masked
     assert mask_url("https://crm:t0ken@collector:4318/v1") == "https://crm:***@collector:4318/v1"
     assert mask_url("http://localhost:4318") == "http://localhost:4318"

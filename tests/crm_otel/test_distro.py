@@ -25,6 +25,7 @@ def test_service_name_from_resource_attributes_wins() -> None:
     env = {"OTEL_RESOURCE_ATTRIBUTES": "service.name=billing"}
     apply_defaults(env)
     assert "OTEL_SERVICE_NAME" not in env
+    assert env["OTEL_EXPORTER_OTLP_PROTOCOL"] == "http/protobuf"  # the other defaults still apply
 
 
 @pytest.mark.parametrize(

@@ -116,11 +116,14 @@ def test_recovery_said_once_and_totals_kept(
 
 
 def test_healthy_export_says_nothing(health: ExportHealth, lines: Lines) -> None:
-    """Successful exports log nothing and count nothing."""
+    """Successful exports log nothing and count nothing; a failure after them, on the same
+    handler, is said and counted."""
     for _ in range(3):
         health.succeeded("traces")
     assert lines.lines == []
     assert health.dropped() == {"traces": 0, "logs": 0, "metrics": 0}
+    health.failed("traces", 2, "refused")
+    assert len(lines.lines) == 1 and health.dropped()["traces"] == 2
 
 
 def test_reporting_exporter_counts_failures_and_never_raises(

@@ -73,8 +73,11 @@ def test_endpoint_that_refuses() -> None:
 
 
 def test_no_endpoint_probe_without_otlp() -> None:
-    """With the console exporter there is no endpoint to probe."""
+    """With the console exporter there is no endpoint to probe; with OTLP there is one."""
     assert probe_endpoint({"OTEL_TRACES_EXPORTER": "console"}) == []
+    url = f"http://127.0.0.1:{_free_port()}"
+    otlp = {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": url}
+    assert len(probe_endpoint(otlp)) == 1
 
 
 def test_metrics_port_taken_and_free() -> None:

@@ -72,7 +72,9 @@ def test_a_new_process_reads_signals_sent_just_before_it_started(prefix: str) ->
 
 def test_the_relays_commands_are_neither_traced_nor_hooked(prefix: str) -> None:
     """Inside a request's span, under the Redis instrumentation, a round records no span
-    and calls no hook (so it is never counted as a cache operation)."""
+    and calls no hook (so it is never counted as a cache operation), while the app's own
+    command in the same span is traced and hooked."""
+    import redis
     from opentelemetry.instrumentation.redis import RedisInstrumentor
 
     exporter = InMemorySpanExporter()
@@ -85,12 +87,16 @@ def test_the_relays_commands_are_neither_traced_nor_hooked(prefix: str) -> None:
     )
     try:
         channel = RedisChannel(REDIS_URL, 5000, prefix)
+        app = redis.Redis.from_url(REDIS_URL)
         with provider.get_tracer("test").start_as_current_span("GET /"):
             channel(Exchange(signal=[_id()], released=[_id()], poll=True))
+            assert hooked == [] and exporter.get_finished_spans() == ()
+            app.get(prefix + "app-key")
+        app.close()
     finally:
         instrumentor.uninstrument()
-    assert [s.name for s in exporter.get_finished_spans()] == ["GET /"]
-    assert hooked == []
+    assert [s.name for s in exporter.get_finished_spans()] == ["GET", "GET /"]
+    assert len(hooked) == 1
 
 
 def test_redis_down_fails_fast() -> None:

@@ -180,12 +180,11 @@ def test_rules_evaluate_without_error_on_real_data(live: Live) -> None:
     live.prometheus.wait_until(
         "job:api_availability_errors:ratio_rate5m", bool, timeout=live.timeout()
     )
-    problems = {
-        rule["name"]: rule.get("lastError")
-        for group in live.prometheus.rules()
-        for rule in group["rules"]
-        if rule.get("health") != "ok"
-    }
+    rules = [rule for group in live.prometheus.rules() for rule in group["rules"]]
+    assert {rule["name"] for rule in rules} == {
+        rule.get("alert") or rule["record"] for rule in _names.rules()
+    }, "not every rule file was loaded"
+    problems = {rule["name"]: rule.get("lastError") for rule in rules if rule.get("health") != "ok"}
     assert problems == {}
 
 

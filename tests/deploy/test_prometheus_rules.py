@@ -124,6 +124,7 @@ def test_every_alert_has_a_firing_and_a_silent_unit_test() -> None:
             for check in case.get("alert_rule_test", []):
                 (fires if check["exp_alerts"] else silent).add(check["alertname"])
     alerts = set(_rules("alert"))
+    assert alerts and fires and silent, "no alert or no promtool alert test was read"
     assert alerts - fires == set(), "alerts no test makes fire"
     assert alerts - silent == set(), "alerts no test keeps silent"
 
@@ -144,6 +145,7 @@ def test_every_recording_rule_is_tested_or_used() -> None:
             break
         covered = found
         covered_text += " ".join(records[name]["expr"] for name in found)
+    assert records and covered, "no recording rule or no test expression was read"
     assert set(records) - covered == set()
 
 

@@ -124,11 +124,14 @@ def test_ok_fast_trace_is_dropped_unless_baseline(make_pipeline: PipelineFactory
 
 
 def test_keep_errors_off_drops_failing_traces(make_pipeline: PipelineFactory) -> None:
-    """With `keep_errors` off, an error alone no longer keeps a trace."""
-    pipeline = make_pipeline(keep_errors=False)
-    request(pipeline, failing_child=0)
+    """With `keep_errors` off, an error alone no longer keeps a trace, while the same
+    pipeline still exports a slow one."""
+    pipeline = make_pipeline(keep_errors=False, slow_threshold_ms=100.0)
+    failing = request(pipeline, failing_child=0)
+    slow = request(pipeline, serial=1, duration_ms=150.0)
     pipeline.flush()
-    assert pipeline.exported() == []
+    assert spans_of(pipeline, failing) == []
+    assert spans_of(pipeline, slow) == ["GET api/v1/leads/", "SELECT", "SELECT", "SELECT"]
 
 
 def test_late_span_follows_a_kept_decision(make_pipeline: PipelineFactory) -> None:

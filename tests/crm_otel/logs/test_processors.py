@@ -207,11 +207,19 @@ def test_failed_workflow_line(
 
 
 def test_other_spans_log_nothing(records: list[logging.LogRecord]) -> None:
-    """Only `workflow.execute` spans produce a workflow line."""
+    """Only `workflow.execute` spans produce a workflow line: through the same processors,
+    a `search.query` span logs none and a workflow span one."""
     provider, _ = _provider()
-    with provider.get_tracer("t").start_as_current_span("search.query") as span:
+    tracer = provider.get_tracer("t")
+    with tracer.start_as_current_span("search.query") as span:
         span.set_status(Status(StatusCode.OK))
     assert [r for r in records if r.name == WORKFLOW_LOGGER] == []
+    with tracer.start_as_current_span(
+        spans.WORKFLOW_EXECUTE, attributes={attributes.WORKFLOW_ID: "w1"}
+    ):
+        pass
+    [record] = [r for r in records if r.name == WORKFLOW_LOGGER]
+    assert record.workflow_id == "w1"  # type: ignore[attr-defined]
 
 
 def test_secrets_in_exception_messages_are_redacted(

@@ -264,11 +264,14 @@ def test_candidates_turned_away_are_counted_on_the_scrape(runtime: _runtime.Runt
 def test_nothing_is_held_until_a_tail_sampler_listens() -> None:
     """Without a tail sampler to decide (no trace exporter, tail sampling off) measurements
     are neither held nor counted as turned away."""
-    store = ExemplarStore()
-    for trace in range(_exemplars.MAX_PENDING_TRACES + 10):
-        _offer(store, trace + 1, 3.0)
-    store.decided(1, True, Reason.ERROR)
-    assert store.confirmed() == {} and store.turned_away == 0
+    quiet, listening = ExemplarStore(), _listening()
+    for store in (quiet, listening):
+        for trace in range(_exemplars.MAX_PENDING_TRACES + 10):
+            _offer(store, trace + 11, 3.0)
+        store.decided(_exemplars.MAX_PENDING_TRACES + 20, True, Reason.ERROR)  # the newest
+    assert quiet.confirmed() == {} and quiet.turned_away == 0
+    # The same offers to a store a tail sampler listens to are held, and the cap turns some away.
+    assert len(listening.confirmed()) == 1 and listening.turned_away == 10
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")

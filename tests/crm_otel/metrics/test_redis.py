@@ -113,9 +113,12 @@ def test_only_the_configured_cache_database_counts(
     token = _runtime.in_app_work.set(True)
     try:
         redis_client.get(KEY + ":other-db")
+        assert _operations(runtime) == {}
+        cache_at(REDIS_URL)  # the same command on the configured database counts
+        redis_client.get(KEY + ":other-db")
     finally:
         _runtime.in_app_work.reset(token)
-    assert _operations(runtime) == {}
+    assert _operations(runtime) == {(("operation", "get"), ("status", "miss")): 1.0}
     assert _cache_scope.address_of_url("redis://localhost/4") == _cache_scope.address_of_url(
         REDIS_URL
     )
