@@ -125,6 +125,7 @@ class TraceRelay:
         # One round at a time (the thread, or a flush): the channel keeps a read position.
         self._round_lock = threading.Lock()
         self._wake = threading.Event()
+        self._stopping = threading.Event()
         self._held: OrderedDict[int, _Held] = OrderedDict()
         self.held_spans = 0
         self._parked: dict[int, list[ReadableSpan]] = {}
@@ -149,7 +150,17 @@ class TraceRelay:
         self._start()
 
     def _start(self) -> None:
-        threading.Thread(target=self._run, name="CrmOtelTraceRelay", daemon=True).start()
+        self._thread = threading.Thread(target=self._run, name="CrmOtelTraceRelay", daemon=True)
+        self._thread.start()
+
+    def shutdown(self, timeout_s: float = 5.0) -> None:
+        """Stop the relay's thread (after the processor's last round); it holds nothing after."""
+        self._turn_off()
+        self._stopping.set()
+        self._wake.set()
+        thread = getattr(self, "_thread", None)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout_s)
 
     # --- called by the tail processor's buffer, under its lock ------------------------
 
@@ -199,8 +210,7 @@ class TraceRelay:
         while os.getpid() == pid and not self._off:
             self._wake.wait()
             # One round per interval at most, whatever the traffic.
-            time.sleep(self._interval_s)
-            if os.getpid() != pid:
+            if self._stopping.wait(self._interval_s) or os.getpid() != pid:
                 return
             self._wake.clear()
             try:

@@ -276,6 +276,7 @@ class TailSamplingProcessor(SpanProcessor):
             self._announce(announced)
         if self._relay is not None:
             self._relay.run_round()
+            self._relay.shutdown()
         self._shutdown = True
         self._wake.set()
         if self._worker is not threading.current_thread():

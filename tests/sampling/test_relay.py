@@ -3,6 +3,7 @@ the hold's time and span caps (two in-process pipelines over an in-memory channe
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -331,3 +332,17 @@ def test_two_dropped_parts_of_one_trace_are_held_as_one(
     web.relay.run_round()
     assert len(exported(web, trace_id)) == 6
     assert metric(web, SPANS_HELD) == {(): 0}
+
+
+def test_shutdown_stops_the_relay_thread() -> None:
+    """The tail processor's shutdown ends its relay's thread: none outlives the pipeline."""
+    bus, clock = Bus(), Clock()
+
+    def relay_threads() -> int:
+        return sum(t.name == "CrmOtelTraceRelay" and t.is_alive() for t in threading.enumerate())
+
+    before = relay_threads()
+    side = make_side(bus, clock, 3)
+    assert relay_threads() == before + 1
+    side.pipeline.provider.shutdown()
+    assert relay_threads() == before
