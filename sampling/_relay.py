@@ -115,6 +115,7 @@ class TraceRelay:
         self._export: Callable[[list[ReadableSpan]], None] = lambda spans: None
         self._off = False
         self._failed_logged = False
+        self._thread: threading.Thread | None = None
         self._reset()
         self._register_metrics(meter_provider or get_meter_provider())
 
@@ -158,7 +159,7 @@ class TraceRelay:
         self._turn_off()
         self._stopping.set()
         self._wake.set()
-        thread = getattr(self, "_thread", None)
+        thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout_s)
 
