@@ -58,9 +58,9 @@ def test_metric_names_extracts_selectors_only() -> None:
     assert _names.family("http_requests_total") == "http_requests_total"
 
 
-def test_three_dashboards_with_the_design_panels() -> None:
+def test_three_dashboards_with_the_designed_panels() -> None:
     """Request, Workflow and System Health exist (and Tenants), with unique uids and the
-    design's panels."""
+    panels of docs/design.md."""
     dashboards = _names.dashboards()
     assert set(dashboards) == set(REQUIRED_PANELS)
     assert len({d["uid"] for d in dashboards.values()}) == len(dashboards)

@@ -35,7 +35,7 @@ SLO_ALERTS = {
     "ApiLatencySlowBurn",
 }
 
-DESIGN_EXPRESSIONS = {
+FIRST_SKETCHES = {
     "ServiceDown": ('up{job="crm-backend"} == 0', "1m"),
     "HighErrorRate": ("rate(http_errors_total[5m]) > 0.05", "5m"),
     "DatabasePoolExhausted": ("db_pool_exhausted_total > 0", "1m"),
@@ -182,16 +182,16 @@ def test_alerts_select_the_crm_backend_job() -> None:
             assert 'job="crm-backend"' in matchers, f"{name}: {metric}{{{matchers}}}"
 
 
-def test_design_expressions_fail_the_unit_tests(tmp_path: Path) -> None:
+def test_first_sketches_fail_the_unit_tests(tmp_path: Path) -> None:
     """The unit tests tell the first sketches of docs/design.md apart from the fixed rules."""
     (tmp_path / "tests").mkdir()
     shutil.copy(PROMETHEUS / "tests" / "alerts_test.yml", tmp_path / "tests")
-    design = [
+    sketches = [
         {"alert": name, "expr": expr, "for": duration}
-        for name, (expr, duration) in DESIGN_EXPRESSIONS.items()
+        for name, (expr, duration) in FIRST_SKETCHES.items()
     ]
     (tmp_path / "alerts.yml").write_text(
-        yaml.safe_dump({"groups": [{"name": "design", "rules": design}]})
+        yaml.safe_dump({"groups": [{"name": "sketches", "rules": sketches}]})
     )
     result = _promtool("test", "rules", "tests/alerts_test.yml", cwd=tmp_path)
     assert result.returncode != 0
