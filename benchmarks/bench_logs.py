@@ -6,7 +6,7 @@ The same records (an INFO line logged inside a span, with a correlation id, a re
 context and two `extra` fields, like a CRM view's line) are formatted by:
   (a) a plain `logging.Formatter` with a classic text format;
   (b) bare python-json-logger (`pythonjsonlogger.json.JsonFormatter`, timestamp on);
-  (c) crm-otel's `JsonFormatter` (design fields, trace ids, request context, redaction).
+  (c) crm-otel's `JsonFormatter` (standard fields, trace ids, request context, redaction).
 Then (d) the whole path, `logger.info(...)` to a handler writing to a null stream, with
 (a) and (c) attached, and (e) (c) for a line whose message carries `key=value` pairs (the
 free-text redaction's slow path). Times are the median of R rounds of N lines, in

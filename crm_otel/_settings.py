@@ -55,7 +55,7 @@ class Settings:
         environment = read_environment(env)
         development = environment == Environment.DEVELOPMENT.value
         ratio = env.number(CRM_OTEL_SAMPLING_RATIO, 0.0, 1.0)
-        if development:  # the contract: everything is kept in development
+        if development:  # everything is kept in development (docs/design.md, Sampling)
             ratio = 1.0
         policy = SamplingPolicy(
             ratio=ratio,

@@ -1,4 +1,4 @@
-"""The design's span helper for application code."""
+"""The span helper for application code (docs/design.md, Traces)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def _tracer() -> trace.Tracer:
 
 
 class TracingInstrumentation:
-    """Spans for application code, as the CRM's design document writes them."""
+    """Spans for application code: `create_span` on the current tracer provider."""
 
     @staticmethod
     @contextmanager

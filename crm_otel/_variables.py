@@ -193,7 +193,7 @@ CRM_OTEL_LOG_OWN_CONSOLE = define(
 CRM_OTEL_METRICS_ENABLED = define(
     "CRM_OTEL_METRICS_ENABLED",
     "true",
-    "Record the design's metrics and answer the metrics path; `false` records nothing "
+    "Record crm-otel's metrics and answer the metrics path; `false` records nothing "
     "(OTLP metric exporters named by OTEL_METRICS_EXPORTER still get the SDK's provider).",
 )
 CRM_OTEL_METRICS_PATH = define(

@@ -1,4 +1,4 @@
-"""Logs: JSON lines with the design's fields, bridged to the OpenTelemetry logs SDK.
+"""Logs: JSON lines with the fields of docs/design.md, bridged to the OpenTelemetry logs SDK.
 
 Under `opentelemetry-instrument` everything is zero-code: `setup_logging` puts the JSON
 handlers on the root logger (and, unless `CRM_OTEL_LOG_OWN_CONSOLE=false`, keeps them

@@ -14,7 +14,7 @@ from crm_otel.logs import _state
 from crm_otel.logs._formatter import error_code
 
 ACCESS_LOGGER = "crm.access"
-"""The logger of access lines (under the design's `crm` logger)."""
+"""The logger of access lines (under the CRM's `crm` logger)."""
 
 access_logger = logging.getLogger(ACCESS_LOGGER)
 

@@ -1,4 +1,4 @@
-"""The JSON formatter: the design's fields on every line, built on python-json-logger."""
+"""The JSON formatter: the fields of docs/design.md on every line, built on python-json-logger."""
 
 from __future__ import annotations
 
@@ -90,7 +90,7 @@ def error_code(exception: BaseException | None) -> str | None:
 
 
 class JsonFormatter(_PythonJsonFormatter):
-    """One JSON object per record with the design's fields, secrets redacted.
+    """One JSON object per record with the standard fields, secrets redacted.
 
     `service`, `environment` and the redacted keys default to the settings in effect
     (`OTEL_SERVICE_NAME`, `CRM_OTEL_ENVIRONMENT`, `CRM_OTEL_REDACT_KEYS`).
@@ -124,7 +124,7 @@ class JsonFormatter(_PythonJsonFormatter):
     def add_fields(
         self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
     ) -> None:
-        """Fill `log_data` in the design's order: standard, request, extra, error fields."""
+        """Fill `log_data` in the documented order: standard, request, extra, error fields."""
         context = record_context(record)
         redactor = self.redactor
         log_data["timestamp"] = self._timestamp(record.created)

@@ -14,13 +14,13 @@ from crm_otel.logs._formatter import SPAN_CONTEXT_ATTR
 from semconv import attributes, spans
 
 WORKFLOW_LOGGER = "workflow"
-"""The logger of workflow execution events (the design's `workflow` logger)."""
+"""The logger of workflow execution events (the CRM's `workflow` logger)."""
 
 workflow_logger = logging.getLogger(WORKFLOW_LOGGER)
 
 
 class WorkflowLogProcessor(SpanProcessor):
-    """Logs the design's "Workflow Execution" line when a `workflow.execute` span ends.
+    """Logs the workflow execution line (docs/design.md, Logs) when a `workflow.execute` span ends.
 
     Logs in the thread that ends the span, so the line carries that request's or task's
     correlation id; the trace and span ids are the workflow span's. Stateless: no lock.

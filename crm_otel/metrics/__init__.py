@@ -1,4 +1,4 @@
-"""Metrics: the design's Prometheus families, recorded through the OpenTelemetry SDK.
+"""Metrics: the CRM's Prometheus families, recorded through the OpenTelemetry SDK.
 
 `setup_metrics` installs the global MeterProvider (with the exporters named by
 `OTEL_METRICS_EXPORTER`, and a reader feeding this process's state file); the Django

@@ -2,7 +2,7 @@
 
 The OpenTelemetry Prometheus exporter would append unit suffixes
 (`http_request_duration_ms_milliseconds`), add `otel_scope_*` labels and a `target_info`
-series; this renderer writes what the design names instead, with prometheus_client's
+series; this renderer writes the catalogue's names instead, with prometheus_client's
 own writers so the format is prometheus_client's: Prometheus text, or OpenMetrics (with
 the latency histograms' exemplars) for a scraper that asks for it.
 """

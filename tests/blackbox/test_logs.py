@@ -283,7 +283,7 @@ def test_file_rotates_with_a_small_size(crm: None, tmp_path: Path) -> None:
 APP_LOGGING_SETTINGS = """
 from crm.settings import *  # noqa: F403
 
-# The design's LOGGING, as a CRM team would have it before adopting crm-otel.
+# A CRM's own JSON LOGGING (docs/design.md, Logs), as a team would have it before crm-otel.
 LOGGING = {
     "version": 1,
     "formatters": {
@@ -315,7 +315,7 @@ LOGGING = {
 def test_an_app_with_its_own_logging_keeps_it_and_prints_each_line_once(
     crm: None, receiver: OtlpReceiver, tmp_path: Path
 ) -> None:
-    """An app whose settings carry the design's `LOGGING` (console and JSON file handlers on
+    """An app whose settings carry its own JSON `LOGGING` (console and JSON file handlers on
     the `django`, `workflow` and `crm` loggers) keeps its file, with secrets redacted, and
     stdout has each record once, as crm-otel's JSON, with no plain-text duplicate."""
     app_log = tmp_path / "app.log"

@@ -262,8 +262,8 @@ def test_business_database_and_cache_metrics(deployment: Deployment) -> None:
     assert "cache_evictions_total" in samples
 
 
-def test_every_contract_family_is_present(deployment: Deployment) -> None:
-    """Between the web endpoint and the worker's port, all 25 families of the contract and
+def test_every_designed_family_is_present(deployment: Deployment) -> None:
+    """Between the web endpoint and the worker's port, all 25 families of docs/design.md and
     the process metrics have samples."""
     web = _scrape(deployment.web.url + "/metrics")
     worker = _scrape(f"http://127.0.0.1:{deployment.worker_port}/metrics")

@@ -26,9 +26,9 @@ HISTOGRAMS = frozenset(
         "celery_task_duration_seconds",
     }
 )
-"""The contract's histograms, exposed as `_bucket`, `_sum` and `_count` series."""
+"""The histograms of docs/design.md (Metrics), exposed as `_bucket`, `_sum` and `_count`."""
 
-CONTRACT_METRICS = HISTOGRAMS | {
+DESIGN_METRICS = HISTOGRAMS | {
     "http_requests_total",
     "http_errors_total",
     "workflow_runs_total",
@@ -51,10 +51,10 @@ CONTRACT_METRICS = HISTOGRAMS | {
     "process_cpu_seconds_total",
     "up",
 }
-"""The metric families of CONTRACT.md section 6 (plus process metrics and Prometheus's `up`)."""
+"""The metric families of docs/design.md, Metrics (plus process metrics and Prometheus's `up`)."""
 
 LOOKUP_COUNTERS = frozenset({"search_cache_lookups_total", "lead_score_cache_lookups_total"})
-"""Counters of semconv's catalogue behind the contract's `search_cache_hit_rate` and
+"""Counters of semconv's catalogue behind the designed `search_cache_hit_rate` and
 `lead_score_cache_hit_rate` gauges: hit ratios over a window are computed from them."""
 
 SAMPLER_METRICS = frozenset({"crm_otel_sampling_traces_total", "crm_otel_sampling_spans_buffered"})
@@ -63,7 +63,7 @@ SAMPLER_METRICS = frozenset({"crm_otel_sampling_traces_total", "crm_otel_samplin
 TENANT_METRICS = frozenset(d.prometheus_name for d in TENANT_FAMILIES)
 """Cost by org (semconv's catalogue), shown on Tenants."""
 
-ALLOWED_METRICS = CONTRACT_METRICS | LOOKUP_COUNTERS | SAMPLER_METRICS | TENANT_METRICS
+ALLOWED_METRICS = DESIGN_METRICS | LOOKUP_COUNTERS | SAMPLER_METRICS | TENANT_METRICS
 """Every family the rules and dashboards may select, besides recording rules."""
 
 _KEYWORDS = frozenset({"and", "or", "unless", "offset", "bool", "inf", "nan", "atan2"})

@@ -35,7 +35,8 @@ REQUIRED_PANELS = {
         "Top orgs by telemetry volume",
     },
 }
-"""The panels of the design's three dashboards ("Dashboard Examples"); Disk I/O has no metric."""
+"""The panels of the three dashboards of docs/design.md ("Dashboards and alerts"); Disk I/O has
+no metric."""
 
 
 def _datasource_uid() -> str:
@@ -57,9 +58,9 @@ def test_metric_names_extracts_selectors_only() -> None:
     assert _names.family("http_requests_total") == "http_requests_total"
 
 
-def test_three_dashboards_with_the_design_panels() -> None:
+def test_three_dashboards_with_the_designed_panels() -> None:
     """Request, Workflow and System Health exist (and Tenants), with unique uids and the
-    design's panels."""
+    panels of docs/design.md."""
     dashboards = _names.dashboards()
     assert set(dashboards) == set(REQUIRED_PANELS)
     assert len({d["uid"] for d in dashboards.values()}) == len(dashboards)
@@ -115,8 +116,8 @@ def test_latency_histogram_targets_show_exemplars() -> None:
     assert names == ["trace_id"]
 
 
-def test_queries_use_only_contract_metrics_and_recording_rules() -> None:
-    """Every metric a dashboard or rule selects is a contract family or a recording rule."""
+def test_queries_use_only_designed_metrics_and_recording_rules() -> None:
+    """Every metric a dashboard or rule selects is a docs/design.md family or a recording rule."""
     allowed = _names.ALLOWED_METRICS | _names.recorded_names()
     used: dict[str, set[str]] = {}
     for stem, title, ref_id, expr in _names.panel_queries():

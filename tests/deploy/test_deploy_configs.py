@@ -24,7 +24,7 @@ DEPLOY = _names.DEPLOY
 OTLP_GRPC, OTLP_HTTP = 4317, 4318
 JAEGER_UI = 16686
 SDK_DEFAULT_OTLP_ENDPOINT = "http://localhost:4318"
-"""The CRM's default OTLP endpoint (CONTRACT.md section 3): where the gateway must listen."""
+"""The CRM's default OTLP endpoint (docs/design.md, Zero-code launch): the gateway listens here."""
 
 
 def _load(relative: str) -> Any:
@@ -170,7 +170,7 @@ def test_sampling_policy_matches_crm_otel_defaults(sampler: dict[str, Any]) -> N
     # What a production CRM process runs with when no variable is set.
     defaults = Settings.from_env({}).sampling
     slow_default, ratio_default = defaults.slow_threshold_ms, defaults.ratio
-    assert (slow_default, ratio_default) == (2000, 0.1)  # CONTRACT.md sections 3 and 5
+    assert (slow_default, ratio_default) == (2000, 0.1)  # docs/design.md, Sampling
     (latency,) = by_type["latency"]
     assert latency["latency"]["threshold_ms"] == slow_default
     (baseline,) = by_type["probabilistic"]
@@ -203,7 +203,7 @@ def test_metrics_are_remote_written_to_prometheus(
 
 
 def test_pushed_metrics_get_the_scraped_names(gateway: dict[str, Any]) -> None:
-    """Pushed OTLP metrics get the design's Prometheus names: every catalogue entry, no suffix."""
+    """Pushed OTLP metrics get the families of docs/design.md: every catalogue entry, no suffix."""
     transforms = gateway["processors"]["metricstransform/prometheus-names"]["transforms"]
     renames = {t["include"]: t["new_name"] for t in transforms if t["action"] == "update"}
     assert all(t["match_type"] == "strict" for t in transforms)

@@ -26,7 +26,7 @@ DESIGN_ALERTS = {
     "LowCacheHitRate": "warning",
     "HighWorkflowFailureRate": "warning",
 }
-"""The alerts of observability-stack.md ("Alerting") with the severity it gives them."""
+"""The six alerts of docs/design.md ("Dashboards and alerts") with their severities."""
 
 SLO_ALERTS = {
     "ApiAvailabilityFastBurn",
@@ -35,7 +35,7 @@ SLO_ALERTS = {
     "ApiLatencySlowBurn",
 }
 
-DESIGN_EXPRESSIONS = {
+FIRST_SKETCHES = {
     "ServiceDown": ('up{job="crm-backend"} == 0', "1m"),
     "HighErrorRate": ("rate(http_errors_total[5m]) > 0.05", "5m"),
     "DatabasePoolExhausted": ("db_pool_exhausted_total > 0", "1m"),
@@ -43,7 +43,7 @@ DESIGN_EXPRESSIONS = {
     "LowCacheHitRate": ("cache_hit_rate_gauge < 0.8", "15m"),
     "HighWorkflowFailureRate": ('rate(workflow_runs_total{status="failed"}[10m]) > 0.1', "5m"),
 }
-"""The design's expressions as written (HighLatency given `_bucket` so that it parses)."""
+"""The first sketches of docs/design.md as written (HighLatency given `_bucket` so it parses)."""
 
 
 def _rules(kind: str) -> dict[str, dict[str, Any]]:
@@ -92,10 +92,10 @@ def test_promtool_test_rules(test_file: Path) -> None:
 
 
 def test_every_design_alert_exists_with_its_severity() -> None:
-    """The six alerts of the design exist, with the design's severity and a runbook link."""
+    """The six alerts of docs/design.md exist, with their designed severity and a runbook link."""
     alerts = _rules("alert")
     for name, severity in DESIGN_ALERTS.items():
-        assert name in alerts, f"alert {name} of the design is missing"
+        assert name in alerts, f"alert {name} of docs/design.md is missing"
         assert alerts[name]["labels"]["severity"] == severity
         assert alerts[name]["annotations"]["runbook_url"].startswith("docs/operations.md#")
     assert set(alerts) == set(DESIGN_ALERTS) | SLO_ALERTS
@@ -173,7 +173,7 @@ def test_burn_rate_windows_follow_the_sre_workbook() -> None:
 
 
 def test_alerts_select_the_crm_backend_job() -> None:
-    """Every raw selector of the design alerts is scoped to `job="crm-backend"`."""
+    """Every raw selector of the designed alerts is scoped to `job="crm-backend"`."""
     for name in DESIGN_ALERTS:
         expr = _rules("alert")[name]["expr"]
         selectors = re.findall(r"\b([a-z_]+)\{([^}]*)\}", expr)
@@ -182,16 +182,16 @@ def test_alerts_select_the_crm_backend_job() -> None:
             assert 'job="crm-backend"' in matchers, f"{name}: {metric}{{{matchers}}}"
 
 
-def test_design_expressions_fail_the_unit_tests(tmp_path: Path) -> None:
-    """The unit tests tell the design's original expressions apart from the fixed ones."""
+def test_first_sketches_fail_the_unit_tests(tmp_path: Path) -> None:
+    """The unit tests tell the first sketches of docs/design.md apart from the fixed rules."""
     (tmp_path / "tests").mkdir()
     shutil.copy(PROMETHEUS / "tests" / "alerts_test.yml", tmp_path / "tests")
-    design = [
+    sketches = [
         {"alert": name, "expr": expr, "for": duration}
-        for name, (expr, duration) in DESIGN_EXPRESSIONS.items()
+        for name, (expr, duration) in FIRST_SKETCHES.items()
     ]
     (tmp_path / "alerts.yml").write_text(
-        yaml.safe_dump({"groups": [{"name": "design", "rules": design}]})
+        yaml.safe_dump({"groups": [{"name": "sketches", "rules": sketches}]})
     )
     result = _promtool("test", "rules", "tests/alerts_test.yml", cwd=tmp_path)
     assert result.returncode != 0
@@ -203,4 +203,4 @@ def test_design_expressions_fail_the_unit_tests(tmp_path: Path) -> None:
         "LowCacheHitRate stays silent at 90 % hits",
         "HighWorkflowFailureRate stays silent at 1 % failures",
     ):
-        assert case in result.stdout + result.stderr, f"the design's expression passes {case!r}"
+        assert case in result.stdout + result.stderr, f"the first sketch passes {case!r}"

@@ -28,7 +28,8 @@ DESIGN_FAMILIES = {
     "cache_evictions_total", "celery_tasks_total", "celery_task_duration_seconds",
     "celery_queue_length_gauge",
 }  # fmt: skip
-"""The families dashboards and alerts were designed against: renaming one breaks them."""
+"""The families of docs/design.md (Metrics, Names) that dashboards and alerts use: renaming
+one breaks them."""
 
 README_TYPE = {
     InstrumentKind.COUNTER: "counter",

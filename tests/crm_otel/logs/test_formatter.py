@@ -1,4 +1,4 @@
-"""The JSON formatter: the design's fields, request and error context, redaction."""
+"""The JSON formatter: the fields of docs/design.md, request and error context, redaction."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def _format(record: logging.LogRecord, **kwargs: Any) -> dict[str, Any]:
     return parsed
 
 
-def test_standard_fields_in_the_design_order() -> None:
+def test_standard_fields_in_the_designed_order() -> None:
     """A plain record has timestamp, level, message, logger, service and environment, in order."""
     record = _record("lead %s created", 42)
     record.created = 1705314600.123456  # 2024-01-15T10:30:00.123Z

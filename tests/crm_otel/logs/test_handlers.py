@@ -334,8 +334,9 @@ def test_pid_in_the_file_name_gives_each_forked_process_its_own_file(
 def test_the_apps_own_json_file_gets_secrets_redacted(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A JSON file handler of the app's own `LOGGING` (the design's python-json-logger one,
-    which prints `extra`) writes sensitive values redacted, and mapping arguments too."""
+    """A JSON file handler of the app's own `LOGGING` (python-json-logger's, as in
+    docs/design.md, which prints `extra`) writes sensitive values redacted, and mapping
+    arguments too."""
     path = tmp_path / "app.log"
     setup_logging(RESOURCE, {}, {})
     logging.config.dictConfig(

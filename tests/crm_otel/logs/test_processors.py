@@ -163,7 +163,7 @@ def test_workflow_execution_line(
     records: list[logging.LogRecord],
     lines: list[dict[str, Any]],
 ) -> None:
-    """A `workflow.execute` span that ends logs the design's Workflow Execution fields,
+    """A `workflow.execute` span that ends logs the workflow line's fields (docs/design.md, Logs),
     with the workflow span's ids and the correlation id of the code that ran it."""
     provider = trace.get_tracer_provider()
     for processor in span_processors():

@@ -1,4 +1,4 @@
-"""Prometheus text under the design's exact names, and the hit rates derived at scrape time."""
+"""Prometheus text under the family names of docs/design.md; hit rates derived at scrape time."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def _samples(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float
     }
 
 
-def test_histogram_is_exposed_under_its_design_name_without_unit_suffix_or_scope_labels() -> None:
+def test_histogram_is_exposed_under_its_family_name_without_unit_suffix_or_scope_labels() -> None:
     """`http_request_duration_ms_bucket{...,le=...}`, never `_milliseconds`, `otel_scope_*`
     or `target_info`."""
     hist = Histogram((5.0, 10.0), (1, 2, 1), 40.0)
@@ -36,7 +36,7 @@ def test_histogram_is_exposed_under_its_design_name_without_unit_suffix_or_scope
 
 
 def test_counters_keep_their_total_name_and_type() -> None:
-    """A counter family is typed counter and its sample is the design's `_total` name."""
+    """A counter family is typed counter and its sample is the family's `_total` name."""
     body = render({"http_requests_total": {GET: 3.0}}).decode()
     assert "# TYPE http_requests_total counter" in body
     assert (
