@@ -519,6 +519,15 @@ EXPORT_DROPPED: Final = _definition(
     ("signal",),
     "crm_otel_export_dropped_total",
 )
+EXPORT_ITEMS: Final = _definition(
+    "crm_otel.export.items",
+    _C,
+    "{item}",
+    "Spans, log records and metric points handed to their exporter, by signal; those whose "
+    "export failed are also in crm_otel_export_dropped_total.",
+    ("signal",),
+    "crm_otel_export_items_total",
+)
 METRICS_EXEMPLARS_DROPPED: Final = _definition(
     "crm_otel.metrics.exemplars_dropped",
     _C,
@@ -787,6 +796,11 @@ def create_export_dropped(meter: Meter, callbacks: Sequence[CallbackT]) -> Any:
     return EXPORT_DROPPED.create_observable(meter, callbacks)
 
 
+def create_export_items(meter: Meter, callbacks: Sequence[CallbackT]) -> Any:
+    """Observable counter of items handed to exporters; `callbacks` report the totals."""
+    return EXPORT_ITEMS.create_observable(meter, callbacks)
+
+
 def create_tenant_requests(meter: Meter) -> Any:
     """Counter of requests by org."""
     return TENANT_REQUESTS.create(meter)
@@ -874,6 +888,7 @@ CATALOGUE: Final[tuple[MetricDefinition, ...]] = (
     PROCESS_CPU_TIME,
     METRICS_LABEL_OVERFLOW,
     EXPORT_DROPPED,
+    EXPORT_ITEMS,
     METRICS_EXEMPLARS_DROPPED,
     SAMPLING_TRACES,
     SAMPLING_SPANS_BUFFERED,

@@ -65,6 +65,7 @@ OBSERVED: frozenset[str] = frozenset(
         _M.PROCESS_CPU_TIME,
         _M.PROCESS_RESIDENT_MEMORY,
         _M.EXPORT_DROPPED,
+        _M.EXPORT_ITEMS,
         _M.METRICS_EXEMPLARS_DROPPED,
         # The tail sampler reports its own per-process totals, reset in a forked child.
         _M.SAMPLING_TRACES,

@@ -32,7 +32,8 @@ SELF_FAMILIES = {
     "crm_otel_sampling_traces_total", "crm_otel_sampling_spans_buffered",
     "crm_otel_sampling_forced_decisions_total", "crm_otel_sampling_late_spans_total",
     "crm_otel_sampling_spans_dropped_total", "crm_otel_metrics_label_overflow_total",
-    "crm_otel_export_dropped_total", "crm_otel_sampling_held_traces_total",
+    "crm_otel_export_dropped_total", "crm_otel_export_items_total",
+    "crm_otel_sampling_held_traces_total",
     "crm_otel_sampling_spans_held", "crm_otel_sampling_upstream_released_total",
     "crm_otel_sampling_relay_errors_total", "crm_otel_metrics_exemplars_dropped_total",
 }  # fmt: skip
