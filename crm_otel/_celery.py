@@ -31,7 +31,7 @@ def install() -> None:
     signals.task_postrun.connect(_forget_task_values, weak=False)
     # A prefork child leaves through os._exit (max_tasks_per_child, pool shrink): atexit
     # hooks never run there, so buffered spans would be lost without this flush.
-    signals.worker_process_shutdown.connect(_flush, weak=False)
+    signals.worker_process_shutdown.connect(_child_leaving, weak=False)
     signals.worker_shutdown.connect(_flush, weak=False)
 
 
@@ -71,3 +71,25 @@ def _forget_task_values(task_id: str | None = None, **_: Any) -> None:
 
 def _flush(**_: Any) -> None:
     flush_all()
+    _write_metrics_state()
+
+
+LEAVING_TIMEOUT_MILLIS = 30_000
+"""How long a leaving pool child flushes: the SDK's own shutdown bound, longer than an
+exporter's timeout, so an export in flight ends (delivered, or counted dropped) before the
+metrics state's last write and `os._exit`."""
+
+
+def _child_leaving(**_: Any) -> None:
+    flush_all(LEAVING_TIMEOUT_MILLIS, leaving=True)
+    _write_metrics_state()
+
+
+def _write_metrics_state() -> None:
+    # Written before the flush too (that handler connects first): written again, so what
+    # the flush exported or dropped is counted.
+    from crm_otel.metrics import _runtime
+
+    runtime = _runtime.current()
+    if runtime is not None:
+        runtime.recorder.flush()

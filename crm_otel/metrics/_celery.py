@@ -7,7 +7,6 @@ import time
 from typing import Any
 
 from crm_otel._context import CELERY_ORG_HEADER
-from crm_otel._providers import flush_all
 from crm_otel.metrics import _runtime, _tenants
 from crm_otel.metrics._django import count_unhandled
 from semconv.metrics import TaskStatus
@@ -86,8 +85,6 @@ def _revoked(request: Any = None, sender: Any = None, **_: Any) -> None:
 def _child_leaving(**_: Any) -> None:
     runtime = _runtime.current()
     if runtime is not None:
-        # Flushed first, so the state file's last write counts what the flush exported.
-        flush_all()
         runtime.recorder.flush()
 
 
