@@ -20,6 +20,7 @@ from crm_otel.metrics._snapshot import (
     Merge,
     ProcessState,
     from_metrics_data,
+    merge,
     subtract,
     sum_into,
 )
@@ -136,7 +137,13 @@ class ProcessRecorder:
         """
         with self._lock:
             own = self._flush_locked() or self._snapshot_locked()
-            return self._store.collect(own)
+            try:
+                return self._store.collect(own)
+            except OSError:
+                # The directory cannot be locked or read (read-only, gone): this process's
+                # own counts are what the scrape can still say (the write failure was said).
+                families, problems = merge({}, [own])
+                return MergeResult(families, 1, 0, problems)
 
     def _start_thread(self) -> None:
         self._stop = threading.Event()

@@ -36,7 +36,9 @@ pytestmark = pytest.mark.blackbox
 LEADS = "/api/v1/leads/"
 WRITE_INTERVAL_S = 0.5
 """`CRM_OTEL_METRICS_WRITE_INTERVAL_MS`'s default: what a SIGKILL may lose."""
-MAX_LINE = 16_384
+MAX_LINE = 128 * 1024
+"""Bounded whatever the input: a message is cut at 16,384 characters, each at most six
+once escaped (invalid UTF-8 becomes `\\u00ff`)."""
 
 
 def _metric(body: str, family: str, **labels: str) -> float:
@@ -208,8 +210,9 @@ def _stop_redis(process: subprocess.Popen[bytes]) -> None:
 
 def test_redis_restart_keeps_serving_and_recovers(crm: None) -> None:
     """The CRM's Redis (cache, broker, keep-signal relay) restarts under load: requests that
-    need no Redis are served throughout, `/metrics` answers, the relay's failed rounds are
-    counted and stop once Redis is back, and a task sent afterwards runs and is counted."""
+    need no Redis are served throughout, `/metrics` answers, the stats poller's failure is
+    said at most once per process, the relay has no failed rounds once Redis is back, and
+    a task sent afterwards runs and is counted."""
     port = free_port()
     env = crm_env(
         None,
@@ -253,8 +256,13 @@ def test_redis_restart_keeps_serving_and_recovers(crm: None) -> None:
     assert down == [200] * 20, down
     assert up == [200] * 10, up
     assert during[0] == 200
-    assert errors_during > 0, errors_during
-    assert errors_later == errors_after_restart, (errors_after_restart, errors_later)
+    assert errors_later == errors_after_restart, (errors_during, errors_after_restart, errors_later)
+    poller = [
+        line
+        for line in json_lines(output)
+        if "reading Redis stats failed" in str(line.get("message"))
+    ]
+    assert len(poller) <= 3, poller  # at most once per process: master and two workers
     assert "Traceback" not in output
 
 
