@@ -24,17 +24,27 @@ def _nothing(task_id: str | None) -> None:
     return None
 
 
+def _no_state() -> None:
+    return None
+
+
 _task_ended: Callable[[str | None], None] = _nothing
+_write_metrics_state: Callable[[], None] = _no_state
 
 
-def install(task_ended: Callable[[str | None], None] = _nothing) -> None:
+def install(
+    task_ended: Callable[[str | None], None] = _nothing,
+    write_metrics_state: Callable[[], None] = _no_state,
+) -> None:
     """Connect crm-otel's handlers to Celery's signals (after the OTel instrumentation's).
 
     `task_ended(task_id)` runs once the instrumentation has ended the task's span (the
-    logs forget the task's argument values).
+    logs forget the task's argument values); `write_metrics_state()` writes the process's
+    metrics state once its last exports are done (so what they exported or dropped counts).
     """
-    global _task_ended
+    global _task_ended, _write_metrics_state
     _task_ended = task_ended
+    _write_metrics_state = write_metrics_state
     from celery import signals
 
     signals.before_task_publish.connect(_carry_correlation_id, weak=False)
@@ -44,7 +54,7 @@ def install(task_ended: Callable[[str | None], None] = _nothing) -> None:
     signals.task_postrun.connect(_forget_task_values, weak=False)
     # A prefork child leaves through os._exit (max_tasks_per_child, pool shrink): atexit
     # hooks never run there, so buffered spans would be lost without this flush.
-    signals.worker_process_shutdown.connect(_flush, weak=False)
+    signals.worker_process_shutdown.connect(_child_leaving, weak=False)
     signals.worker_shutdown.connect(_flush, weak=False)
 
 
@@ -84,3 +94,16 @@ def _forget_task_values(task_id: str | None = None, **_: Any) -> None:
 
 def _flush(**_: Any) -> None:
     flush_all()
+    _write_metrics_state()
+
+
+LEAVING_TIMEOUT_MILLIS = 30_000
+"""How long a leaving pool child flushes: the SDK's own shutdown bound, longer than an
+exporter's timeout, so an export in flight ends (delivered, or counted dropped) before the
+metrics state's last write and `os._exit`."""
+
+
+def _child_leaving(**_: Any) -> None:
+    flush_all(LEAVING_TIMEOUT_MILLIS, leaving=True)
+    _write_metrics_state()
+

@@ -93,8 +93,9 @@ class CrmOtelDistro(BaseDistro):  # type: ignore[misc]
         if name == "celery":
             from crm_otel import _celery
             from crm_otel.logs import _tasks
+            from crm_otel.metrics import flush_state
 
-            _celery.install(_tasks.forget)
+            _celery.install(_tasks.forget, flush_state)
 
 
 def _redis_options(settings: Settings, kwargs: dict[str, Any]) -> None:

@@ -5,7 +5,8 @@ a multi-line warning for every retry of every batch, into the app's own log stre
 instead: one line when a signal's export first fails (naming the endpoint and what
 happened), then at most one summary line a minute with what was dropped, and one line when
 the export recovers. Dropped spans, log records and metric points are also counted in
-`crm_otel_export_dropped_total{signal}`.
+`crm_otel_export_dropped_total{signal}`, and every item handed to an exporter in
+`crm_otel_export_items_total{signal}`: what the endpoint acknowledged is the difference.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ _MAX_REASON = 240
 @dataclass
 class _SignalState:
     failing_since: float | None = None
+    items_total: int = 0
     dropped_total: int = 0
     dropped_unreported: int = 0
     reason: str = ""
@@ -83,6 +85,11 @@ class ExportHealth:
             for name in targets:
                 if not (gave_up and self._states[name].reason):
                     self._states[name].reason = reason
+
+    def handed(self, signal: str, items: int) -> None:
+        """Count `items` handed to `signal`'s exporter (before it knows how that ends)."""
+        with self._lock:
+            self._states[signal].items_total += items
 
     def failed(self, signal: str, items: int, endpoint: str) -> None:
         """Count `items` dropped by a failed export; say so if it is news or a minute passed."""
@@ -145,9 +152,18 @@ class ExportHealth:
         with self._lock:
             return {signal: state.dropped_total for signal, state in self._states.items()}
 
+    def items(self) -> dict[str, int]:
+        """Items handed to exporters in this process, per signal."""
+        with self._lock:
+            return {signal: state.items_total for signal, state in self._states.items()}
+
     def observe(self, options: CallbackOptions) -> Iterable[Observation]:
         """Observable callback of `crm_otel_export_dropped_total`."""
         return [Observation(count, {"signal": signal}) for signal, count in self.dropped().items()]
+
+    def observe_items(self, options: CallbackOptions) -> Iterable[Observation]:
+        """Observable callback of `crm_otel_export_items_total`."""
+        return [Observation(count, {"signal": signal}) for signal, count in self.items().items()]
 
     def reset(self) -> None:
         """Forget everything (a forked child starts its own counts)."""
@@ -205,6 +221,7 @@ class ReportingSpanExporter(SpanExporter):
         self._endpoint = endpoint_of(inner)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self._health.handed("traces", len(spans))
         try:
             result = self._inner.export(spans)
         except Exception as exc:  # an exporter bug must not kill the export thread
@@ -233,6 +250,7 @@ class ReportingLogExporter:
         self._endpoint = endpoint_of(inner)
 
     def export(self, batch: Sequence[Any]) -> Any:
+        self._health.handed("logs", len(batch))
         try:
             result = self._inner.export(batch)
         except Exception as exc:
@@ -281,6 +299,8 @@ class ReportingMetricExporter(MetricExporter):
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> MetricExportResult:
+        points = _points(metrics_data)
+        self._health.handed("metrics", points)
         try:
             result = self._inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
         except Exception as exc:
@@ -289,7 +309,7 @@ class ReportingMetricExporter(MetricExporter):
         if result is MetricExportResult.SUCCESS:
             self._health.succeeded("metrics")
         else:
-            self._health.failed("metrics", _points(metrics_data), self._endpoint)
+            self._health.failed("metrics", points, self._endpoint)
         return result
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:

@@ -374,6 +374,18 @@ EXPORT_DROPPED: Final = MetricDefinition(
     prometheus_name="crm_otel_export_dropped_total",
     observable=True,
 )
+EXPORT_ITEMS: Final = MetricDefinition(
+    name="crm_otel.export.items",
+    kind=InstrumentKind.COUNTER,
+    unit="{item}",
+    description=(
+        "Spans, log records and metric points handed to their exporter, by signal; those whose "
+        "export failed are also in crm_otel_export_dropped_total."
+    ),
+    labels=("signal",),
+    prometheus_name="crm_otel_export_items_total",
+    observable=True,
+)
 METRICS_EXEMPLARS_DROPPED: Final = MetricDefinition(
     name="crm_otel.metrics.exemplars_dropped",
     kind=InstrumentKind.COUNTER,

@@ -44,6 +44,10 @@ SPAN_CONTEXT_ATTR = "_crm_otel_span_context"
 """A record attribute holding a `SpanContext` to report instead of the current span's
 (the workflow event names the span that ended, not the one still current)."""
 
+MAX_MESSAGE_CHARS = 16_384
+"""A longer message (an app logging a megabyte request line) is cut here, so a line stays
+bounded whatever the input."""
+
 _CONTEXT_ATTR = "_crm_otel_context"
 _REDACTED_ATTR = "_crm_otel_redacted"
 # Django's log_response puts the HttpRequest object in `extra`: its repr carries the full
@@ -129,7 +133,11 @@ class JsonFormatter(_PythonJsonFormatter):
         redactor = self.redactor
         log_data["timestamp"] = self._timestamp(record.created)
         log_data["level"] = record.levelname
-        log_data["message"] = redactor.text(record.message)
+        message = redactor.text(record.message)
+        if len(message) > MAX_MESSAGE_CHARS:  # a megabyte path in "Not Found: ..."
+            cut = len(message) - MAX_MESSAGE_CHARS
+            message = f"{message[:MAX_MESSAGE_CHARS]}... [{cut} characters cut]"
+        log_data["message"] = message
         log_data["logger"] = record.name
         if context.correlation_id is not None:
             log_data["correlation_id"] = context.correlation_id

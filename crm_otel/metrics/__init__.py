@@ -9,6 +9,7 @@ workers answer on a standalone port. App code records WebSocket metrics with the
 
 from __future__ import annotations
 
+import atexit
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -62,20 +63,28 @@ def setup_metrics(
     state_reader = InMemoryMetricReader() if settings.enabled else None
     if state_reader is not None:
         readers.append(state_reader)
-    provider = MeterProvider(resource=resource, metric_readers=readers, views=views())
+    # Shut down at exit only after the state file's last write is registered (atexit runs
+    # last-in first-out): the final OTLP export, and what it counts, lands in that write.
+    provider = MeterProvider(
+        resource=resource, metric_readers=readers, views=views(), shutdown_on_exit=False
+    )
     otel_metrics.set_meter_provider(provider)
-    if state_reader is None:
-        _runtime.install(None)
-        return
     try:
-        _runtime.install(_build_runtime(settings, provider, state_reader))
-    except Exception as exc:  # metrics must never stop the app or its tracing
-        internal_logger.warning(
-            "crm-otel metrics could not start (%s: %s); the app and its tracing run without them",
-            type(exc).__name__,
-            exc,
-        )
-        _runtime.install(None)
+        if state_reader is None:
+            _runtime.install(None)
+            return
+        try:
+            _runtime.install(_build_runtime(settings, provider, state_reader))
+        except Exception as exc:  # metrics must never stop the app or its tracing
+            internal_logger.warning(
+                "crm-otel metrics could not start (%s: %s); the app and its tracing run "
+                "without them",
+                type(exc).__name__,
+                exc,
+            )
+            _runtime.install(None)
+    finally:
+        atexit.register(provider.shutdown)
 
 
 def _build_runtime(
@@ -108,6 +117,7 @@ def _build_runtime(
     semconv_metrics.PROCESS_RESIDENT_MEMORY.create(meter, [_process.observe_memory])
     semconv_metrics.PROCESS_CPU_TIME.create(meter, [_process.observe_cpu])
     semconv_metrics.EXPORT_DROPPED.create(meter, [HEALTH.observe])
+    semconv_metrics.EXPORT_ITEMS.create(meter, [HEALTH.observe_items])
     recorder = ProcessRecorder(store, reader, settings.write_interval_s, exemplars)
     runtime = _runtime.Runtime(settings, instruments, recorder, poller, exemplars)
     _django.connect_signals()

@@ -13,7 +13,7 @@ from crm_otel._log import internal_logger
 from crm_otel.metrics import _tenants
 from crm_otel.metrics._exemplars import ExemplarStore
 from crm_otel.metrics._from_sdk import from_metrics_data
-from crm_otel.metrics._merge import OBSERVED, POLICY, Merge, ProcessState
+from crm_otel.metrics._merge import OBSERVED, POLICY, Merge, ProcessState, merge
 from crm_otel.metrics._store import GroupStore, MergeResult, file_name
 from crm_otel.metrics._values import Families, subtract, sum_into
 from sampling._fork import register_at_fork
@@ -121,7 +121,13 @@ class ProcessRecorder:
         """
         with self._lock:
             own = self._flush_locked() or self._snapshot_locked()
-            return self._store.collect(own)
+            try:
+                return self._store.collect(own)
+            except OSError:
+                # The directory cannot be locked or read (read-only, gone): this process's
+                # own counts are what the scrape can still say (the write failure was said).
+                families, problems = merge({}, [own])
+                return MergeResult(families, 1, 0, problems)
 
     def _start_thread(self) -> None:
         self._stop = threading.Event()

@@ -362,17 +362,20 @@ def start_web(
     workers: int = 2,
     timeout: float = 40.0,
     bin_dir: Path | None = None,
+    graceful_timeout: float = 10.0,
 ) -> CrmProcess:
     """Start the example CRM under `opentelemetry-instrument` and wait until it answers.
 
     `server` is `runserver` (with `--noreload`), `runserver-autoreload`, `gunicorn`,
     `gunicorn-preload` (the app loaded in the master before the fork) or `uvicorn`
     (ASGI; `--workers` are spawned, not forked); `bin_dir` is the `bin` of another venv
-    to run it from (put it first on the env's PATH).
+    to run it from (put it first on the env's PATH); `graceful_timeout` is how long
+    gunicorn's workers get to exit on SIGTERM before they are killed.
     """
     port = free_port()
     bind = f"127.0.0.1:{port}"
-    gunicorn = ["gunicorn", "crm.wsgi", "-w", str(workers), "-b", bind, "--graceful-timeout", "10"]
+    gunicorn = ["gunicorn", "crm.wsgi", "-w", str(workers), "-b", bind]
+    gunicorn += ["--graceful-timeout", f"{graceful_timeout:g}"]
     uvicorn_bind = ["--host", "127.0.0.1", "--port", str(port)]
     commands = {
         "runserver": ["python", "manage.py", "runserver", "--noreload", bind],

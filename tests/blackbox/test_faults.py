@@ -68,16 +68,26 @@ def test_hostile_headers_and_paths_are_bounded(crm: None, receiver: OtlpReceiver
 
 
 def test_distinct_unmatched_paths_share_one_series(crm: None) -> None:
-    """Thousands of distinct paths that match no route make one `path` series."""
+    """Ten thousand distinct paths that match no route make one `path` series."""
     env = crm_env(None, OTEL_TRACES_EXPORTER="none", CRM_OTEL_LOG_LEVEL="WARNING")
     with running(start_web(env, server="gunicorn", workers=2)) as web:
         parts = urlsplit(web.url)
-        sent = 3000
-        for i in range(sent):
-            connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-            connection.request("GET", f"/probe/{i}/admin.php?id={i}")
-            assert connection.getresponse().status == 404
-            connection.close()
+        sent = 10_000
+        statuses: list[int] = []
+
+        def probe(start: int) -> None:
+            for i in range(start, sent, 4):
+                connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+                connection.request("GET", f"/probe/{i}/admin.php?id={i}")
+                statuses.append(connection.getresponse().status)
+                connection.close()
+
+        clients = [threading.Thread(target=probe, args=(start,)) for start in range(4)]
+        for client in clients:
+            client.start()
+        for client in clients:
+            client.join()
+        assert statuses == [404] * sent
         time.sleep(1.2)
         body = get(web.url + "/metrics")[2].decode()
     series = [line for line in body.splitlines() if line.startswith("http_requests_total{")]

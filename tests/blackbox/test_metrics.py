@@ -22,6 +22,7 @@ from tests._prometheus import PrometheusServer, find_binary
 from tests.blackbox._harness import (
     EXAMPLE,
     PYTHON,
+    REDIS_URL,
     CrmProcess,
     crm_env,
     free_port,
@@ -80,7 +81,8 @@ def _own_services() -> Iterator[Services]:
     import redis
 
     claimed = None
-    for db in (6, 7, 8, 9, 10, 11, 12, 13, 15):
+    own = int(REDIS_URL.rsplit("/", 1)[1])  # the session's own database is never free
+    for db in (d for d in (6, 7, 8, 9, 10, 11, 12, 13, 15) if d != own):
         client = redis.Redis(host="127.0.0.1", port=6379, db=db)
         if client.set(CLAIM_KEY, os.getpid(), nx=True, ex=900) and client.dbsize() == 1:
             claimed = client

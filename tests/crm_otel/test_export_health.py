@@ -166,3 +166,80 @@ def test_exporter_retry_warnings_are_silenced_but_remembered(health: ExportHealt
     health.log.handlers[:] = [lines]
     health.failed("traces", 1, "e")
     assert "failed: refused;" in lines.lines[0]
+
+
+class Logs:
+    """A log exporter that succeeds, fails or raises, as told."""
+
+    def __init__(self) -> None:
+        self.outcome = "SUCCESS"
+
+    def export(self, batch: Sequence[object]) -> object:
+        if self.outcome == "raise":
+            raise TimeoutError("silent endpoint")
+        from opentelemetry.sdk._logs.export import LogRecordExportResult
+
+        return LogRecordExportResult[self.outcome]
+
+
+def test_items_handed_equal_acknowledged_plus_dropped(health: ExportHealth) -> None:
+    """Every span, log record and metric point handed to an exporter is counted whatever the
+    outcome, so items minus dropped is what the endpoint acknowledged."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import (
+        InMemoryMetricReader,
+        MetricExporter,
+        MetricExportResult,
+    )
+
+    from crm_otel._export_health import ReportingLogExporter, ReportingMetricExporter
+
+    inner = Flaky()
+    spans = ReportingSpanExporter(inner, health)
+    batch: list[ReadableSpan] = [ReadableSpan(name=str(i)) for i in range(3)]
+    spans.export(batch)  # fails
+    inner.result = SpanExportResult.SUCCESS
+    spans.export(batch)
+    inner.raises = True
+    spans.export(batch[:1])
+
+    log_inner = Logs()
+    logs = ReportingLogExporter(log_inner, health)
+    logs.export([object(), object()])
+    log_inner.outcome = "raise"
+    logs.export([object()])
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    counter = provider.get_meter("t").create_counter("c")
+    counter.add(1, {"k": "a"})
+    counter.add(1, {"k": "b"})
+    data = reader.get_metrics_data()
+    assert data is not None
+
+    class Metrics(MetricExporter):
+        result = MetricExportResult.FAILURE
+
+        def export(
+            self, metrics_data: object, timeout_millis: float = 10_000, **kwargs: object
+        ) -> MetricExportResult:
+            return self.result
+
+        def force_flush(self, timeout_millis: float = 10_000) -> bool:
+            return True
+
+        def shutdown(self, timeout_millis: float = 30_000, **kwargs: object) -> None:
+            pass
+
+    metrics = ReportingMetricExporter(Metrics(), health)
+    metrics.export(data)
+    Metrics.result = MetricExportResult.SUCCESS
+    metrics.export(data)
+    provider.shutdown()
+
+    assert health.items() == {"traces": 7, "logs": 3, "metrics": 4}
+    assert health.dropped() == {"traces": 4, "logs": 1, "metrics": 2}
+    observed = {o.attributes["signal"]: o.value for o in health.observe_items(None)}  # type: ignore[arg-type, index]
+    assert observed == {"traces": 7, "logs": 3, "metrics": 4}
+    health.reset()
+    assert health.items() == {"traces": 0, "logs": 0, "metrics": 0}

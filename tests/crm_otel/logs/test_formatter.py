@@ -216,3 +216,16 @@ def test_secrets_in_an_exception_message_are_redacted_in_the_stack_trace_too() -
         line = JsonFormatter().format(_record(exc_info=sys.exc_info()))
     assert "hunter2" not in line
     assert json.loads(line)["exception_message"] == f"bad login password={REDACTED}"
+
+
+def test_a_megabyte_message_is_cut_after_redaction() -> None:
+    """A message longer than the cap (a framework logging a 1 MB path) is cut, saying how
+    much was cut; a secret in it is redacted before the cut."""
+    from crm_otel.logs._formatter import MAX_MESSAGE_CHARS
+
+    line = _format(_record("Not Found: /x?password=hunter2&q=%s", "A" * 1_000_000))
+    message = line["message"]
+    assert len(message) < MAX_MESSAGE_CHARS + 50
+    assert message.endswith(" characters cut]")
+    assert "hunter2" not in message
+    assert _format(_record("short"))["message"] == "short"
