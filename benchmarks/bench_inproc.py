@@ -14,8 +14,12 @@ rounds): CPU µs per request of the whole process (background export threads inc
 after a final flush) and of the request thread alone, and the difference to
 uninstrumented.
 
+`--baseline-tree PATH` adds "crm-otel @ baseline": crm-otel from another checkout (a
+worktree of main), interleaved with this tree's, for a before/after in one run.
+
 `--profile NAME` runs one configuration under `py-spy` and splits its CPU per request
-by component (inclusive samples: a frame of the component anywhere on the stack).
+by component: each sample goes to the innermost frame of a component or of the app, so a
+middleware is not billed for the view it wraps, nor a database wrapper for the query.
 
 Every configuration runs from `.venv-bench` (see `bench_requests.py`) with this tree's
 `crm_otel`, `sampling` and `semconv` first on the path, so edits are measured without
@@ -53,6 +57,7 @@ SUFFIX = os.environ.get("CRM_OTEL_TEST_SUFFIX", "")
 DATABASE = f"crm_otel_bench{SUFFIX}"
 REDIS_URL = f"redis://127.0.0.1:6379/{os.environ.get('CRM_OTEL_TEST_REDIS_DB', '13')}"
 WARMUP = 300
+TREE_VARIABLE = "_CRM_OTEL_BENCH_TREE"
 PROFILE_VARIABLE = "_CRM_OTEL_BENCH_PY_SPY_OUT"
 
 COMPONENTS: list[tuple[str, str]] = [
@@ -218,6 +223,9 @@ def _command(bin_dir: Path, config: Config, requests: int, out: str) -> list[str
 
 
 def measure(bin_dir: Path, env: dict[str, str], config: Config, requests: int) -> dict[str, Any]:
+    tree = config.env.get(TREE_VARIABLE)
+    if tree:  # crm-otel of another checkout (e.g. a worktree of main), for before/after
+        env = {**env, "PYTHONPATH": os.pathsep.join([tree, str(EXAMPLE)])}
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         subprocess.run(
             _command(bin_dir, config, requests, out.name),
@@ -282,6 +290,11 @@ def main() -> None:
         default="/tmp/bench_inproc_py_spy.txt",
         help="where --profile keeps py-spy's output",
     )
+    parser.add_argument(
+        "--baseline-tree",
+        default="",
+        help="also run crm-otel from this checkout (configuration 'crm-otel @ baseline')",
+    )
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -290,7 +303,12 @@ def main() -> None:
     wanted = {n.strip() for n in args.only.split(";") if n.strip()}
     if args.profile:
         wanted = {args.profile}
-    configs = [c for c in CONFIGS if not wanted or c.name in wanted]
+    all_configs = list(CONFIGS)
+    if args.baseline_tree:
+        crm_otel = next(c for c in CONFIGS if c.name == "crm-otel")
+        baseline = {**crm_otel.env, TREE_VARIABLE: str(Path(args.baseline_tree).resolve())}
+        all_configs.insert(2, Config("crm-otel @ baseline", True, baseline))
+    configs = [c for c in all_configs if not wanted or c.name in wanted]
     bin_dir = _bench_venv()
     sink = Sink()
     env = _env(bin_dir, sink)
