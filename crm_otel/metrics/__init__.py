@@ -15,7 +15,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry import metrics as otel_metrics
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.environment_variables import OTEL_METRICS_EXEMPLAR_FILTER
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
 from opentelemetry.sdk.metrics.export import (
     InMemoryMetricReader,
     MetricReader,
@@ -55,7 +56,12 @@ def setup_metrics(
     state_reader = InMemoryMetricReader() if settings.enabled else None
     if state_reader is not None:
         readers.append(state_reader)
-    provider = MeterProvider(resource=resource, metric_readers=readers, views=views())
+    provider = MeterProvider(
+        resource=resource,
+        metric_readers=readers,
+        views=views(),
+        exemplar_filter=_sdk_exemplar_filter(exporters, environ),
+    )
     otel_metrics.set_meter_provider(provider)
     if state_reader is None:
         _runtime.install(None)
@@ -69,6 +75,18 @@ def setup_metrics(
             exc,
         )
         _runtime.install(None)
+
+
+def _sdk_exemplar_filter(exporters: dict[str, Any], environ: Mapping[str, str]) -> Any:
+    """The SDK's exemplar filter: off when no exporter reads the SDK's exemplars (crm-otel's
+    own, on `/metrics`, come from its exemplar store), else `OTEL_METRICS_EXEMPLAR_FILTER`'s.
+
+    With the SDK's default (`trace_based`) every measurement taken inside a sampled span
+    would be offered to a reservoir that nothing reads.
+    """
+    if exporters or OTEL_METRICS_EXEMPLAR_FILTER in environ:
+        return None
+    return AlwaysOffExemplarFilter()
 
 
 def _build_runtime(
