@@ -318,7 +318,8 @@ def main() -> None:
         return
     results: dict[str, list[dict[str, float]]] = {c.name: [] for c in configs}
     for round_ in range(args.rounds):
-        for config in configs:
+        # Every other round in reverse: a load that drifts during a round favours no one.
+        for config in configs if round_ % 2 == 0 else configs[::-1]:
             result = measure(bin_dir, env, config, args.requests)
             results[config.name].append(result)
             print(
