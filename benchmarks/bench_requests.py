@@ -10,7 +10,8 @@ runs from a venv of its own (`.venv-bench`, made on first use from the built whe
 `opentelemetry-distro` of the same release), which also serves every other
 configuration so that all run the same packages. Spans go to a local OTLP sink that
 answers 200 without decoding. Needs `wrk` (Debian package) and PostgreSQL and Redis on
-127.0.0.1 (database `crm_otel_bench`, Redis database 13).
+127.0.0.1 (database `crm_otel_bench$CRM_OTEL_TEST_SUFFIX`, Redis database
+`$CRM_OTEL_TEST_REDIS_DB`, 13 when unset).
 
 Reported per configuration (median over rounds): req/s with 8 connections and its ratio
 to uninstrumented and to plain OpenTelemetry, p50 and p99 latency at one connection,
@@ -39,8 +40,9 @@ sys.path.insert(0, str(ROOT))
 
 from tests.blackbox._harness import EXAMPLE, free_port, get  # noqa: E402
 
-DATABASE = "crm_otel_bench"
-REDIS_URL = "redis://127.0.0.1:6379/13"
+DATABASE = f"crm_otel_bench{os.environ.get('CRM_OTEL_TEST_SUFFIX', '')}"
+REDIS_URL = f"redis://127.0.0.1:6379/{os.environ.get('CRM_OTEL_TEST_REDIS_DB', '13')}"
+"""Per engineer on a shared machine, as for the tests."""
 VENV = ROOT / ".venv-bench"
 PATHS = ("/api/v1/leads/", "/api/v1/leads/1/score/", "/api/v1/search/?q=a")
 """One SELECT; a Redis GET (cached score); a Redis GET (cached search)."""

@@ -106,4 +106,3 @@ metrics state's last write and `os._exit`."""
 def _child_leaving(**_: Any) -> None:
     flush_all(LEAVING_TIMEOUT_MILLIS, leaving=True)
     _write_metrics_state()
-

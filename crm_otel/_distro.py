@@ -16,6 +16,7 @@ from opentelemetry import trace
 
 # mypy does not see BaseDistro through the package's lazy re-exports.
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
+from opentelemetry.metrics import NoOpMeterProvider
 
 from crm_otel import _settings
 from crm_otel._sdk import EntryPoint
@@ -36,6 +37,11 @@ SERVICE_NAME = "crm-backend"
 POSTGRES_INSTRUMENTATIONS = frozenset({"psycopg2", "psycopg"})
 """Entry points of the PostgreSQL drivers' instrumentations (psycopg2, psycopg 3): both get
 the same options."""
+
+METERED_INSTRUMENTATIONS = frozenset({"django", "celery"})
+"""Entry points of instrumentations that record metrics of their own (`http.server.*`,
+`flower.*`): crm-otel's Prometheus families never read them, so they are recorded only when
+an `OTEL_METRICS_EXPORTER` exports them."""
 
 _HELPER_COMMANDS = ("from multiprocessing.resource_tracker import main",)
 """`python -c` commands of helper processes that run no app code."""
@@ -78,6 +84,8 @@ class CrmOtelDistro(BaseDistro):  # type: ignore[misc]
             kwargs["enable_commenter"] = settings.sqlcommenter
         elif name == "redis":
             _redis_options(settings, kwargs)
+        if name in METERED_INSTRUMENTATIONS and not metric_exporters_configured(os.environ):
+            kwargs.setdefault("meter_provider", NoOpMeterProvider())
         if name == "django":
             from crm_otel._django import instrument_django
             from crm_otel._postgres import watch_connections
@@ -96,6 +104,12 @@ class CrmOtelDistro(BaseDistro):  # type: ignore[misc]
             from crm_otel.metrics import flush_state
 
             _celery.install(_tasks.forget, flush_state)
+
+
+def metric_exporters_configured(environ: Mapping[str, str]) -> bool:
+    """Whether `OTEL_METRICS_EXPORTER` names an exporter (anything but `none`)."""
+    names = environ.get("OTEL_METRICS_EXPORTER", "none").split(",")
+    return any(n.strip() and n.strip().lower() != "none" for n in names)
 
 
 def _redis_options(settings: Settings, kwargs: dict[str, Any]) -> None:

@@ -4,8 +4,8 @@ Redis caches as Django's `CACHES` names them."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from opentelemetry import trace
@@ -57,7 +57,6 @@ class _InTraceOnlyTracer(Tracer):
             set_status_on_exception,
         )
 
-    @contextmanager
     def start_as_current_span(  # type: ignore[override]
         self,
         name: str,
@@ -69,8 +68,12 @@ class _InTraceOnlyTracer(Tracer):
         record_exception: bool = True,
         set_status_on_exception: bool = True,
         end_on_exit: bool = True,
-    ) -> Iterator[Span]:
-        span = self.start_span(
+    ) -> AbstractContextManager[Span]:
+        # Handing back the delegate's own context manager keeps this wrapper off the path
+        # of every command (no second generator, no second `use_span`).
+        if not trace.get_current_span(context).get_span_context().is_valid:
+            return nullcontext(trace.INVALID_SPAN)
+        return self._delegate.start_as_current_span(
             name,
             context,
             kind,
@@ -79,14 +82,8 @@ class _InTraceOnlyTracer(Tracer):
             start_time,
             record_exception,
             set_status_on_exception,
+            end_on_exit,
         )
-        with trace.use_span(
-            span,
-            end_on_exit=end_on_exit,
-            record_exception=record_exception,
-            set_status_on_exception=set_status_on_exception,
-        ) as current:
-            yield current
 
 
 def cache_locations(caches: dict[str, Any]) -> list[str]:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 
 from opentelemetry import trace
 from opentelemetry.util.types import AttributeValue
@@ -27,16 +27,15 @@ class TracingInstrumentation:
     """Spans for application code: `create_span` on the current tracer provider."""
 
     @staticmethod
-    @contextmanager
     def create_span(
         name: str, attributes: Mapping[str, AttributeValue] | None = None
-    ) -> Iterator[trace.Span]:
+    ) -> AbstractContextManager[trace.Span]:
         """Open a span named `name` as the current span and yield it.
 
         An exception leaving the block is recorded on the span, sets its status to
         ERROR, and is re-raised.
         """
-        with _tracer().start_as_current_span(
+        # The tracer's own context manager, not one wrapped in a second generator.
+        return _tracer().start_as_current_span(
             name, attributes=attributes, record_exception=True, set_status_on_exception=True
-        ) as span:
-            yield span
+        )

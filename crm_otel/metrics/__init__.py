@@ -16,7 +16,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry import metrics as otel_metrics
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.environment_variables import OTEL_METRICS_EXEMPLAR_FILTER
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
 from opentelemetry.sdk.metrics.export import (
     InMemoryMetricReader,
     MetricReader,
@@ -66,7 +67,12 @@ def setup_metrics(
     # Shut down at exit only after the state file's last write is registered (atexit runs
     # last-in first-out): the final OTLP export, and what it counts, lands in that write.
     provider = MeterProvider(
-        resource=resource, metric_readers=readers, views=views(), shutdown_on_exit=False
+        resource=resource,
+        metric_readers=readers,
+        views=views(),
+        # The SDK reads `OTEL_METRICS_EXEMPLAR_FILTER` from the process environment itself.
+        exemplar_filter=_sdk_exemplar_filter(exporters, os.environ),
+        shutdown_on_exit=False,
     )
     otel_metrics.set_meter_provider(provider)
     try:
@@ -85,6 +91,18 @@ def setup_metrics(
             _runtime.install(None)
     finally:
         atexit.register(provider.shutdown)
+
+
+def _sdk_exemplar_filter(exporters: dict[str, Any], environ: Mapping[str, str]) -> Any:
+    """The SDK's exemplar filter: off when no exporter reads the SDK's exemplars (crm-otel's
+    own, on `/metrics`, come from its exemplar store), else `OTEL_METRICS_EXEMPLAR_FILTER`'s.
+
+    With the SDK's default (`trace_based`) every measurement taken inside a sampled span
+    would be offered to a reservoir that nothing reads.
+    """
+    if exporters or OTEL_METRICS_EXEMPLAR_FILTER in environ:
+        return None
+    return AlwaysOffExemplarFilter()
 
 
 def _build_runtime(

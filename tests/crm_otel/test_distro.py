@@ -74,6 +74,30 @@ def test_both_postgres_drivers_get_the_same_options(name: str, commenter: str) -
 
 
 @pytest.mark.parametrize(
+    ("exporter", "metered"),
+    [(None, False), ("none", False), ("otlp", True), ("none,prometheus", True)],
+)
+def test_contrib_metrics_only_when_a_metric_exporter_reads_them(
+    exporter: str | None, metered: bool
+) -> None:
+    """An instrumentation with metrics of its own records them only when
+    `OTEL_METRICS_EXPORTER` names an exporter; otherwise it gets a no-op meter provider."""
+    from opentelemetry.metrics import NoOpMeterProvider
+    from opentelemetry.util._importlib_metadata import EntryPoint
+
+    from crm_otel._distro import CrmOtelDistro
+
+    os.environ.pop("OTEL_METRICS_EXPORTER", None)
+    if exporter is not None:
+        os.environ["OTEL_METRICS_EXPORTER"] = exporter
+    entry_point = EntryPoint("celery", f"{__name__}:_Recording", "opentelemetry_instrumentor")
+    CrmOtelDistro().load_instrumentor(entry_point)
+    given = _Recording.given.get("meter_provider")
+    assert (given is None) is metered
+    assert metered or isinstance(given, NoOpMeterProvider)
+
+
+@pytest.mark.parametrize(
     ("argv", "helper"),
     [
         (["python", "-B", "-c", "from multiprocessing.resource_tracker import main;main(6)"], True),

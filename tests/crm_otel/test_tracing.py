@@ -51,6 +51,20 @@ def test_in_trace_only_tracer_skips_root_spans(span_exporter: InMemorySpanExport
     assert names["GET"].parent.span_id == parent.get_span_context().span_id
 
 
+def test_in_trace_only_tracer_marks_a_failed_command(span_exporter: InMemorySpanExporter) -> None:
+    """A command raising inside a trace leaves an ERROR span with the exception recorded."""
+    tracer = InTraceOnlyTracerProvider(trace.get_tracer_provider()).get_tracer("redis-test")
+    with (
+        pytest.raises(ConnectionError),
+        trace.get_tracer("app").start_as_current_span("GET /leads"),
+        tracer.start_as_current_span("GET"),
+    ):
+        raise ConnectionError("redis down")
+    (command,) = [s for s in span_exporter.get_finished_spans() if s.name == "GET"]
+    assert command.status.status_code is StatusCode.ERROR
+    assert [e.name for e in command.events] == ["exception"]
+
+
 @pytest.mark.parametrize("header", ["abc-123", "req.7:x_Y", "a" * 128])
 def test_safe_correlation_ids_are_kept(header: str) -> None:
     """A plain, bounded header value is used as the correlation id."""

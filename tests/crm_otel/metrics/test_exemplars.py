@@ -305,3 +305,24 @@ def test_a_forked_child_starts_with_no_exemplars_of_its_parent() -> None:
     assert os.waitstatus_to_exitcode(status) == 0
     assert report == repr((0, 0, [f"{0x3:032x}"]))
     assert [e.trace_id for e in store.confirmed().values()] == [f"{0x1:032x}"]
+
+
+@pytest.mark.parametrize(
+    ("exporters", "environ", "off"),
+    [
+        ({}, {}, True),
+        ({"otlp": object}, {}, False),
+        ({}, {"OTEL_METRICS_EXEMPLAR_FILTER": "always_on"}, False),
+    ],
+)
+def test_sdk_exemplars_are_off_unless_an_exporter_reads_them(
+    exporters: dict[str, Any], environ: dict[str, str], off: bool
+) -> None:
+    """The SDK offers measurements to its own exemplar reservoirs only for a metric exporter
+    or when `OTEL_METRICS_EXEMPLAR_FILTER` asks; crm-otel's exemplars do not need them."""
+    from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter
+
+    from crm_otel.metrics import _sdk_exemplar_filter
+
+    chosen = _sdk_exemplar_filter(exporters, environ)
+    assert isinstance(chosen, AlwaysOffExemplarFilter) if off else chosen is None
