@@ -61,11 +61,28 @@ REDIS_URL = f"redis://127.0.0.1:6379/{os.environ.get('CRM_OTEL_TEST_REDIS_DB', '
 side on one machine (each matrix row does)."""
 
 
+_PORTS = range(20_000, 32_000)
+"""Below Linux's ephemeral range (32768-60999 by default): the kernel never gives these to
+outgoing connections, so a port handed out here cannot be taken by a client's socket (a
+database or Redis connection) before the server meant for it binds."""
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on right now, not handed out before by
+    this process."""
+    for _ in range(1000):
+        port = random.choice(_PORTS)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port in {_PORTS}")
 
 
 def any_value(value: AnyValue) -> Any:
