@@ -49,13 +49,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_requests import CONFIGS, PATHS, Config, Sink, _bench_venv  # noqa: E402
+from bench_requests import (  # noqa: E402
+    CONFIGS,
+    PATHS,
+    Config,
+    Sink,
+    _bench_venv,
+    base_env,
+    prepare,
+)
 
 from tests.blackbox._harness import EXAMPLE  # noqa: E402
 
-SUFFIX = os.environ.get("CRM_OTEL_TEST_SUFFIX", "")
-DATABASE = f"crm_otel_bench{SUFFIX}"
-REDIS_URL = f"redis://127.0.0.1:6379/{os.environ.get('CRM_OTEL_TEST_REDIS_DB', '13')}"
 WARMUP = 300
 TREE_VARIABLE = "_CRM_OTEL_BENCH_TREE"
 PROFILE_VARIABLE = "_CRM_OTEL_BENCH_PY_SPY_OUT"
@@ -96,40 +101,10 @@ IDLE = re.compile(r"^(Condition\.wait|Event\.wait|wait|select|_recv_into) \(")
 
 
 def _env(bin_dir: Path, sink: Sink) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CRM_OTEL_"))}
-    env.update(
-        PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
-        PYTHONPATH=os.pathsep.join([str(ROOT), str(EXAMPLE)]),
-        DJANGO_SETTINGS_MODULE="crm.settings",
-        DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{DATABASE}",
-        REDIS_URL=REDIS_URL,
-        CRM_OTEL_ENVIRONMENT="production",
-        CRM_OTEL_METRICS_DIR=tempfile.mkdtemp(prefix="crm-otel-inproc-metrics-"),
-        OTEL_EXPORTER_OTLP_ENDPOINT=sink.endpoint,
-        OTEL_SERVICE_NAME="crm-backend",
-    )
+    # bench_requests' environment, plus the paths a bare `python` needs to find the CRM.
+    env = base_env(bin_dir, sink)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(EXAMPLE)])
     return env
-
-
-def _prepare(bin_dir: Path, env: dict[str, str]) -> None:
-    import psycopg2
-    import redis
-
-    connection = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="postgres")
-    connection.autocommit = True
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-            (DATABASE,),
-        )
-        cursor.execute(f'DROP DATABASE IF EXISTS "{DATABASE}"')
-        cursor.execute(f'CREATE DATABASE "{DATABASE}"')
-    connection.close()
-    redis.Redis.from_url(REDIS_URL).flushdb()
-    python = str(bin_dir / "python")
-    subprocess.run([python, "manage.py", "migrate", "-v0"], cwd=EXAMPLE, env=env, check=True)
-    seed = "from leads.models import Lead\nLead.objects.create(name='Ada', email='a@example.com')"
-    subprocess.run([python, "manage.py", "shell", "-c", seed], cwd=EXAMPLE, env=env, check=True)
 
 
 def child(requests: int, out: str) -> None:
@@ -312,7 +287,7 @@ def main() -> None:
     bin_dir = _bench_venv()
     sink = Sink()
     env = _env(bin_dir, sink)
-    _prepare(bin_dir, env)
+    prepare(bin_dir, env)
     if args.profile:
         profile(bin_dir, env, configs[0], args.requests, args.raw)
         return

@@ -132,7 +132,7 @@ def _bench_venv() -> Path:
     return VENV / "bin"
 
 
-def _base_env(bin_dir: Path, sink: Sink) -> dict[str, str]:
+def base_env(bin_dir: Path, sink: Sink) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CRM_OTEL_"))}
     env.update(
         PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
@@ -147,7 +147,7 @@ def _base_env(bin_dir: Path, sink: Sink) -> dict[str, str]:
     return env
 
 
-def _prepare(bin_dir: Path, env: dict[str, str]) -> None:
+def prepare(bin_dir: Path, env: dict[str, str]) -> None:
     import psycopg2
     import redis
 
@@ -279,8 +279,8 @@ def main() -> None:
     configs = [c for c in CONFIGS if not wanted or c.name in wanted]
     bin_dir = _bench_venv()
     sink = Sink()
-    env = _base_env(bin_dir, sink)
-    _prepare(bin_dir, env)
+    env = base_env(bin_dir, sink)
+    prepare(bin_dir, env)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(WRK_SCRIPT)
     results: dict[str, list[dict[str, float]]] = {c.name: [] for c in configs}
