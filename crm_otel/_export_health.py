@@ -91,6 +91,14 @@ class ExportHealth:
         with self._lock:
             self._states[signal].items_total += items
 
+    def discarded(self, signal: str, items: int) -> None:
+        """Count `items` crm-otel itself could not hand over (handed and dropped at once, so
+        the totals still reconcile); the caller says why."""
+        with self._lock:
+            state = self._states[signal]
+            state.items_total += items
+            state.dropped_total += items
+
     def failed(self, signal: str, items: int, endpoint: str) -> None:
         """Count `items` dropped by a failed export; say so if it is news or a minute passed."""
         now = self.clock()

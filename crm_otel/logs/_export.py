@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import Link, Status
 
+from crm_otel._export_health import HEALTH, ExportHealth
 from crm_otel._log import internal_logger
 from crm_otel.logs import _tasks
 from crm_otel.logs._redact import REDACTED, Redactor
@@ -134,13 +135,17 @@ class RedactingSpanExporter(SpanExporter):
     Holds no lock: the SDK calls `export` from one thread at a time.
     """
 
-    def __init__(self, exporter: SpanExporter, redactor: Redactor) -> None:
+    def __init__(
+        self, exporter: SpanExporter, redactor: Redactor, health: ExportHealth = HEALTH
+    ) -> None:
         self._exporter = exporter
         self._redactor = redactor
+        self._health = health
         self.copied = 0
         """Spans exported as a redacted copy."""
         self.dropped = 0
-        """Spans not exported because redacting them failed (never exported unredacted)."""
+        """Spans not exported because redacting them failed (never exported unredacted);
+        also counted in `crm_otel_export_dropped_total{signal="traces"}`."""
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         out: list[ReadableSpan] = []
@@ -149,6 +154,7 @@ class RedactingSpanExporter(SpanExporter):
                 copy = redacted(span, self._redactor)
             except Exception:
                 self.dropped += 1
+                self._health.discarded("traces", 1)
                 internal_logger.log(
                     logging.WARNING if self.dropped == 1 else logging.DEBUG,
                     "a span could not be redacted and was not exported: %s",

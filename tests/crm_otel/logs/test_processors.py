@@ -15,6 +15,7 @@ from opentelemetry.trace import Link, Status, StatusCode
 
 from crm_otel import TracingInstrumentation
 from crm_otel._context import correlation_id_var
+from crm_otel._export_health import ExportHealth
 from crm_otel.logs import (
     REDACTED,
     WORKFLOW_LOGGER,
@@ -77,6 +78,29 @@ def test_spans_without_secrets_are_left_as_they_are() -> None:
     [exported] = exporter.get_finished_spans()
     assert dict(exported.attributes or {}) == {"a": 1}
     assert redacting.copied == 0
+
+
+class _Broken(Redactor):
+    def is_sensitive(self, key: str) -> bool:
+        raise RuntimeError("broken")
+
+
+def test_a_span_that_cannot_be_redacted_is_dropped_and_counted() -> None:
+    """Never exported unredacted; counted with the export drops, handed and dropped at once
+    (so handed = delivered + dropped still holds), while other spans still go out."""
+    health = ExportHealth()
+    exporter = InMemorySpanExporter()
+    redacting = RedactingSpanExporter(exporter, _Broken(), health)
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(redacting))
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span("login", attributes={"user.password": "hunter2"}):
+        pass
+    with tracer.start_as_current_span("bare"):
+        pass
+    assert [s.name for s in exporter.get_finished_spans()] == ["bare"]
+    assert redacting.dropped == 1
+    assert health.dropped()["traces"] == 1 and health.items()["traces"] == 1
 
 
 class _Keep(SpanProcessor):
